@@ -1,0 +1,48 @@
+# One definition of setup, lint, test, run and bench; CI (.ci/run) calls exactly these targets.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+.PHONY: run test lint typecheck format bench services services-stop schemas clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/apicat serve --demo --host $(HOST) --port $(PORT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# Starts the local services this machine has installed (Redis today); tests that need a
+# service that is still missing skip locally and fail under CI=true.
+services:
+	@scripts/services.sh start
+
+services-stop:
+	@scripts/services.sh stop
+
+test: $(STAMP) lint services
+	. scripts/services.env 2>/dev/null; $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+schemas: $(STAMP)
+	$(BIN)/python -m schemas.export
+
+bench: $(STAMP)
+	@command -v wrk >/dev/null || (apt-get install -y -qq wrk >/dev/null 2>&1 || true)
+	$(BIN)/python -m bench.run --output docs/BENCHMARKS.md
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Reproducible performance measurements written to docs/BENCHMARKS.md."""

@@ -1,0 +1,1 @@
+"""Kafka → ClickHouse consumers (event pipeline issue)."""

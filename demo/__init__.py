@@ -1,0 +1,1 @@
+"""Deterministic fake upstream APIs with failure knobs, for demos, tests and benchmarks."""

@@ -1,0 +1,1 @@
+"""The HTTP edge: public API, selection engine, cache, rate limit and the process container."""

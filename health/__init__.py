@@ -1,0 +1,1 @@
+"""Upstream health prober (health issue)."""

@@ -1,0 +1,1 @@
+"""Pydantic models shared by every process: config, upstream payloads, events, and their exports."""

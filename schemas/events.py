@@ -1,0 +1,135 @@
+"""Versioned event models: the single source of truth for statistics, logs and audit (SPEC §6)."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class AttemptOutcome(enum.StrEnum):
+    """How one upstream attempt ended; every value but ``ok`` moves the chain on."""
+
+    OK = "ok"
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    HTTP_5XX = "http_5xx"
+    HTTP_4XX = "http_4xx"
+    HTTP_OTHER = "http_other"
+    BODY_TOO_LARGE = "body_too_large"
+    INVALID_JSON = "invalid_json"
+    LOW_CONFIDENCE = "low_confidence"
+    INVALID_SCHEMA = "invalid_schema"
+    CIRCUIT_OPEN = "circuit_open"
+    CANCELLED = "cancelled"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+
+
+class SourceRole(enum.StrEnum):
+    PRIMARY = "primary"
+    FALLBACK = "fallback"
+
+
+class CacheStatus(enum.StrEnum):
+    HIT = "HIT"
+    MISS = "MISS"
+    STALE = "STALE"
+    BYPASS = "BYPASS"
+
+
+def _new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventEnvelope(BaseModel):
+    """Fields every event carries."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str = Field(default_factory=_new_event_id)
+    ts: datetime = Field(default_factory=_utc_now)
+    schema_version: int = SCHEMA_VERSION
+    request_id: str = ""
+    trace_id: str = ""
+    instance: str = ""
+
+
+class RequestEvent(EventEnvelope):
+    """One per client request of the public API."""
+
+    type: Literal["request"] = "request"
+    category: str
+    endpoint: str
+    path: str
+    status: int
+    cache_status: CacheStatus
+    source_name: str | None = None
+    fallback_depth: int | None = None
+    latency_ms: float
+    client_ip: str = ""
+    error_code: str | None = None
+
+
+class UpstreamAttemptEvent(EventEnvelope):
+    """One per HTTP call that left the gateway (plus links skipped with an open circuit)."""
+
+    type: Literal["upstream_attempt"] = "upstream_attempt"
+    category: str
+    endpoint: str
+    source_name: str
+    role: SourceRole
+    depth: int
+    retry: int = 0
+    url: str
+    status_code: int | None = None
+    latency_ms: float
+    outcome: AttemptOutcome
+    confidence: float | None = None
+    bytes: int = 0
+    detail: str = ""
+
+
+class FieldFailure(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    rule: str
+    detail: str = ""
+
+
+class ValidationFailureEvent(EventEnvelope):
+    """One per upstream answer that was rejected by validation, listing every failed rule."""
+
+    type: Literal["validation_failure"] = "validation_failure"
+    category: str
+    endpoint: str
+    source_name: str
+    role: SourceRole
+    depth: int
+    url: str
+    failures: list[FieldFailure]
+
+
+class CircuitChangeEvent(EventEnvelope):
+    """A circuit breaker of one upstream base URL changed state."""
+
+    type: Literal["circuit_change"] = "circuit_change"
+    upstream_url: str
+    from_state: str
+    to_state: str
+    consecutive_failures: int
+
+
+GatewayEvent = Annotated[
+    RequestEvent | UpstreamAttemptEvent | ValidationFailureEvent | CircuitChangeEvent,
+    Field(discriminator="type"),
+]
