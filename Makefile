@@ -35,7 +35,8 @@ services-stop:
 	@scripts/services.sh stop
 
 test: $(STAMP) lint services
-	. scripts/services.env 2>/dev/null; $(BIN)/python -m pytest $(PYTEST_ARGS)
+	set -a; [ ! -f .cache/services.env ] || . .cache/services.env; set +a; \
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 schemas: $(STAMP)
 	$(BIN)/python -m schemas.export

@@ -1,0 +1,160 @@
+"""The ``apicat`` command line: serve, demo upstreams, and config checks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+
+from gateway.app import create_app
+from gateway.config_file import ConfigFileError, load_config_file
+from gateway.container import Container
+from gateway.logs import configure_logging
+from gateway.server import install_shutdown_signals, serve_app
+from gateway.settings import ENV_PREFIX, Settings
+from schemas.config import GatewayConfig
+
+EXIT_USAGE = 2
+
+
+def _fail(lines: list[str], title: str) -> None:
+    click.echo(f"error: {title}", err=True)
+    for line in lines:
+        click.echo(f"  {line}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the process environment, or exit 2 naming every bad variable."""
+    try:
+        return Settings.from_environ(os.environ, **overrides)
+    except ValidationError as exc:
+        lines = [
+            f"{ENV_PREFIX}{'.'.join(str(p) for p in e['loc']).upper()}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors(include_url=False)
+        ]
+        _fail(lines, "invalid settings")
+        raise AssertionError("unreachable") from None
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """A config file, or exit 2 listing every bad field as ``path: reason``."""
+    try:
+        return load_config_file(path)
+    except ConfigFileError as exc:
+        _fail(exc.problems, f"config {exc.source} is invalid")
+        raise AssertionError("unreachable") from None
+
+
+def _run(main: asyncio.Future[None] | object) -> None:
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # uvloop is optional on platforms without it
+        runner = asyncio.Runner()
+    with runner:
+        runner.run(main)  # type: ignore[arg-type]
+
+
+@click.group()
+def main() -> None:
+    """apicategorywithfallback: a category API gateway with validated fallback."""
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PRD-format JSON config to load at start.",
+)
+@click.option("--demo", is_flag=True, help="Also start demo upstreams (and their config).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--demo-port", default=8090, show_default=True, type=click.IntRange(0, 65535),
+    help="Port of the demo upstreams (with --demo).",
+)  # fmt: skip
+def serve(config_path: Path | None, demo: bool, host: str, port: int, demo_port: int) -> None:
+    """All-in-one gateway (embedded stores), optionally with demo upstreams."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    file_config = load_config(config_path) if config_path else None
+    if file_config is None and not demo:
+        _fail(["pass --config FILE (PRD JSON format) or --demo"], "no routing config")
+    _run(_serve(settings, file_config, demo, host, port, demo_port))
+
+
+async def _serve(
+    settings: Settings,
+    file_config: GatewayConfig | None,
+    demo: bool,
+    host: str,
+    port: int,
+    demo_port: int,
+) -> None:
+    stop = asyncio.Event()
+    install_shutdown_signals(stop)
+    tasks: list[asyncio.Task[None]] = []
+    config = file_config
+    if demo:
+        from demo.catalog import DEFAULT_SOURCES, demo_gateway_config
+        from demo.server import serve_demo_upstreams
+
+        bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        tasks.append(
+            asyncio.create_task(
+                serve_demo_upstreams(
+                    host,
+                    demo_port,
+                    DEFAULT_SOURCES,
+                    shutdown_trigger=stop.wait,
+                    ready=bound.set_result,
+                )
+            )
+        )
+        upstream_port = await bound
+        upstream_base = f"http://{host}:{upstream_port}"
+        click.echo(f"demo upstreams on {upstream_base} (knobs: {upstream_base}/_demo/knobs)")
+        config = config or demo_gateway_config(upstream_base)
+    assert config is not None
+    container = Container(settings, config)
+    app = create_app(container)
+    click.echo(
+        f"gateway on http://{host}:{port}  (docs: /docs, health: /health); "
+        f"categories: {', '.join(container.routing.category_names) or 'none'}"
+    )
+    tasks.append(asyncio.create_task(serve_app(app, host, port, stop.wait)))
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        stop.set()
+
+
+@main.group()
+def config() -> None:
+    """Check routing config files."""
+
+
+@config.command("validate")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def config_validate(path: Path) -> None:
+    """Validate a PRD-format JSON config; exit 2 listing every bad field."""
+    loaded = load_config(path)
+    endpoints = sum(len(category.endpoints) for category in loaded.categories)
+    click.echo(f"ok: {len(loaded.categories)} categories, {endpoints} endpoints")
+
+
+def _register_demo_command() -> None:
+    from demo.cli import demo_upstreams
+
+    main.add_command(demo_upstreams, "demo-upstreams")
+
+
+_register_demo_command()

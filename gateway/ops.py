@@ -1,0 +1,92 @@
+"""Operational endpoints: ``/livez``, ``/readyz`` and ``/health`` (seed 002's three states)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from quart import Quart, Response
+from quart_schema import document_response, tag
+
+from gateway.breaker import CircuitState
+from gateway.container import Container
+from gateway.events import MemoryEmitter
+from gateway.responses import json_response
+from schemas.api import HealthBody
+
+_PING_TIMEOUT_S = 1.0
+_STATUS_CODE = {"healthy": 200, "degraded": 200, "unhealthy": 503}
+
+
+async def health_checks(container: Container) -> tuple[str, dict[str, dict[str, object]]]:
+    """Check each dependency; the overall status is the worst of them.
+
+    ``unhealthy``: the gateway cannot serve (no active category, cache store unreachable).
+    ``degraded``: it serves, with reduced redundancy (some upstream circuit open).
+    """
+    checks: dict[str, dict[str, object]] = {}
+    categories = container.routing.category_names
+    checks["config"] = {
+        "status": "healthy" if categories else "unhealthy",
+        "active_categories": len(categories),
+    }
+    try:
+        async with asyncio.timeout(_PING_TIMEOUT_S):
+            await container.cache.ping()
+        checks["cache"] = {"status": "healthy", "backend": container.cache.backend}
+    except Exception as exc:  # any failure to ping means the same thing: cache unusable
+        checks["cache"] = {
+            "status": "unhealthy",
+            "backend": container.cache.backend,
+            "error": f"{type(exc).__name__}: {exc}"[:200],
+        }
+    checks["cache"]["errors_total"] = container.service.cache_errors
+    states = container.breakers.states()
+    not_closed = sorted(url for url, state in states.items() if state is not CircuitState.CLOSED)
+    checks["upstreams"] = {
+        "status": "degraded" if not_closed else "healthy",
+        "tracked": len(states),
+        "circuits_not_closed": len(not_closed),
+    }
+    checks["rate_limit"] = {
+        "status": "healthy",
+        "backend": container.limiter.backend,
+        "limit": container.limiter.limit,
+    }
+    if isinstance(container.emitter, MemoryEmitter):
+        checks["events"] = {
+            "status": "healthy",
+            "transport": "memory",
+            "emitted_total": container.emitter.emitted_total,
+        }
+    statuses = {check["status"] for check in checks.values()}
+    overall = next(
+        (s for s in ("unhealthy", "degraded") if s in statuses),
+        "healthy",
+    )
+    return overall, checks
+
+
+def register_ops(app: Quart, container: Container) -> None:
+    @app.get("/livez")
+    @tag(["operations"])
+    async def livez() -> Response:
+        """The process is up and its event loop answers."""
+        return json_response({"status": "healthy"})
+
+    @app.get("/readyz")
+    @tag(["operations"])
+    @document_response(HealthBody, 200)
+    @document_response(HealthBody, 503)
+    async def readyz() -> Response:
+        """Ready for traffic unless unhealthy (for load balancers)."""
+        overall, checks = await health_checks(container)
+        return json_response({"status": overall, "checks": checks}, _STATUS_CODE[overall])
+
+    @app.get("/health")
+    @tag(["operations"])
+    @document_response(HealthBody, 200)
+    @document_response(HealthBody, 503)
+    async def health() -> Response:
+        """healthy / degraded → 200, unhealthy → 503, with a breakdown per dependency."""
+        overall, checks = await health_checks(container)
+        return json_response({"status": overall, "checks": checks}, _STATUS_CODE[overall])
