@@ -101,6 +101,10 @@ async def _serve(
 ) -> None:
     stop = asyncio.Event()
     install_shutdown_signals(stop)
+
+    async def stopped() -> None:
+        await stop.wait()
+
     tasks: list[asyncio.Task[None]] = []
     config = file_config
     if demo:
@@ -114,7 +118,7 @@ async def _serve(
                     host,
                     demo_port,
                     DEFAULT_SOURCES,
-                    shutdown_trigger=stop.wait,
+                    shutdown_trigger=stopped,
                     ready=bound.set_result,
                 )
             )
@@ -130,7 +134,7 @@ async def _serve(
         f"gateway on http://{host}:{port}  (docs: /docs, health: /health); "
         f"categories: {', '.join(container.routing.category_names) or 'none'}"
     )
-    tasks.append(asyncio.create_task(serve_app(app, host, port, stop.wait)))
+    tasks.append(asyncio.create_task(serve_app(app, host, port, stopped)))
     try:
         await asyncio.gather(*tasks)
     finally:

@@ -7,6 +7,7 @@ independent gateways as they like from their own settings.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from gateway.breaker import BreakerRegistry, CircuitTransition
 from gateway.cache import CacheStore
@@ -36,6 +37,7 @@ class Container:
         emitter: EventEmitter | None = None,
         fetcher: UpstreamFetcher | None = None,
         cache: CacheStore | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.started_at = time.time()
@@ -76,6 +78,7 @@ class Container:
                 fill_lock_s=settings.singleflight_lock_seconds,
                 expose_upstream_urls=settings.expose_upstream_urls,
             ),
+            wall_clock=wall_clock,
         )
 
     def apply_config(self, config: GatewayConfig) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Quart, abort, send_file
+from quart import Quart, Response, abort, send_file
 from quart_schema import QuartSchema, hide
 from quart_schema.openapi import Info
 from swagger_ui_bundle import swagger_ui_path
@@ -34,7 +34,7 @@ def install_docs(app: Quart, version: str) -> None:
 
     @app.get(f"{_ASSET_PREFIX}/<name>")
     @hide
-    async def docs_asset(name: str) -> object:
+    async def docs_asset(name: str) -> Response:
         if name not in _ASSETS:
             abort(404)
         return await send_file(swagger_ui_path / name, cache_timeout=86_400)

@@ -20,8 +20,9 @@ _STATUS_CODE = {"healthy": 200, "degraded": 200, "unhealthy": 503}
 async def health_checks(container: Container) -> tuple[str, dict[str, dict[str, object]]]:
     """Check each dependency; the overall status is the worst of them.
 
-    ``unhealthy``: the gateway cannot serve (no active category, cache store unreachable).
-    ``degraded``: it serves, with reduced redundancy (some upstream circuit open).
+    ``unhealthy``: the gateway cannot serve (no active category).
+    ``degraded``: it serves with less protection: the cache store is unreachable (every
+    request goes upstream) or some upstream circuit is open.
     """
     checks: dict[str, dict[str, object]] = {}
     categories = container.routing.category_names
@@ -35,7 +36,7 @@ async def health_checks(container: Container) -> tuple[str, dict[str, dict[str, 
         checks["cache"] = {"status": "healthy", "backend": container.cache.backend}
     except Exception as exc:  # any failure to ping means the same thing: cache unusable
         checks["cache"] = {
-            "status": "unhealthy",
+            "status": "degraded",
             "backend": container.cache.backend,
             "error": f"{type(exc).__name__}: {exc}"[:200],
         }
@@ -49,6 +50,7 @@ async def health_checks(container: Container) -> tuple[str, dict[str, dict[str, 
     }
     checks["rate_limit"] = {
         "status": "healthy",
+        "errors_total": container.limiter.errors,
         "backend": container.limiter.backend,
         "limit": container.limiter.limit,
     }

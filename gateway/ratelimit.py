@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -11,8 +12,13 @@ from dataclasses import dataclass
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
+from limits.errors import StorageError
+from redis.asyncio import ConnectionPool
+from redis.exceptions import RedisError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+log = logging.getLogger("apicat.ratelimit")
+_STORE_ERRORS = (RedisError, StorageError, OSError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,29 +46,48 @@ class RateLimiter:
 
     def __init__(self, limit: str, redis_url: str | None) -> None:
         self._item: RateLimitItem = parse(limit)
-        self._storage: Storage = (
-            RedisStorage(
-                "async+" + redis_url if not redis_url.startswith("async+") else redis_url,
+        # We own the connection pool so that closing the limiter closes its sockets.
+        self._pool: ConnectionPool | None = None
+        if redis_url:
+            self._pool = ConnectionPool.from_url(
+                redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+            )
+            self._storage: Storage = RedisStorage(
+                "async+" + redis_url.removeprefix("async+"),
                 implementation="redispy",
                 key_prefix="apicat:ratelimit",
+                # limits types its pass-through options narrowly; redis-py accepts a pool.
+                connection_pool=self._pool,  # type: ignore[arg-type]
             )
-            if redis_url
-            else MemoryStorage()
-        )
+        else:
+            self._storage = MemoryStorage()
         self._limiter = FixedWindowRateLimiter(self._storage)
         self.backend = "redis" if redis_url else "memory"
+        self.errors = 0
 
     @property
     def limit(self) -> str:
         return str(self._item)
 
     async def hit(self, client_id: str) -> RateDecision:
-        allowed = await self._limiter.hit(self._item, client_id)
-        stats = await self._limiter.get_window_stats(self._item, client_id)
+        """Count one request of ``client_id``.
+
+        Fails open: when the counter store is unreachable the request is allowed (and
+        ``errors`` counts it), because refusing all traffic is worse than not limiting it.
+        """
+        try:
+            allowed = await self._limiter.hit(self._item, client_id)
+            stats = await self._limiter.get_window_stats(self._item, client_id)
+        except _STORE_ERRORS as exc:
+            self.errors += 1
+            log.warning("rate-limit store failed; allowing", extra={"error": repr(exc)[:200]})
+            return RateDecision(True, self._item.amount, self._item.amount, 1)
         reset_after = max(1, math.ceil(stats.reset_time - time.time()))
         return RateDecision(allowed, self._item.amount, max(0, stats.remaining), reset_after)
 
     async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
         if isinstance(self._storage, MemoryStorage):
             # MemoryStorage runs an expiry timer task; stop it with the app.
             timer = getattr(self._storage, "timer", None)

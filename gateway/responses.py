@@ -13,11 +13,13 @@ JSON = "application/json"
 def json_response(
     body: object, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
-    return Response(orjson.dumps(body), status=status, headers=headers, content_type=JSON)
+    return Response(
+        orjson.dumps(body), status=status, headers=dict(headers or {}), content_type=JSON
+    )
 
 
 def raw_json_response(
     body: bytes, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
     """Send bytes that are already JSON (cached upstream answers) without re-encoding."""
-    return Response(body, status=status, headers=headers, content_type=JSON)
+    return Response(body, status=status, headers=dict(headers or {}), content_type=JSON)

@@ -34,6 +34,9 @@ _BREAKER_FAILURES = frozenset(
     {AttemptOutcome.TIMEOUT, AttemptOutcome.CONNECTION_ERROR, AttemptOutcome.HTTP_5XX}
 )
 _DEADLINE = "deadline"
+_DEADLINE_GRACE_S = 0.05
+# Starting a call with less time than this left cannot produce an answer in time.
+_MIN_CALL_S = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +144,8 @@ class SelectionEngine:
         winner: Winner | None = None
         timed_out = False
         try:
-            async with asyncio.timeout(max(0.0, deadline - self._clock())):
+            # Calls are already clipped to the deadline; this net also covers retry backoff.
+            async with asyncio.timeout(max(0.0, deadline - self._clock()) + _DEADLINE_GRACE_S):
                 while pending:
                     done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                     for task in done:
@@ -188,6 +192,8 @@ class _ChainRun:
 
     async def chain(self, chain: ChainPlan) -> Winner | None:
         for link in chain.links:
+            if self.deadline - self.engine._clock() <= _MIN_CALL_S:
+                return None
             url = upstream_url(link.base_url, self.rest, self.params)
             if not self.engine._breakers.allow(link.base_url, self.engine._clock()):
                 self._record(link, url, 0, UpstreamResponse(
@@ -223,16 +229,23 @@ class _ChainRun:
 
     async def _call(self, link: LinkPlan, url: str, retry: int) -> UpstreamResponse:
         engine = self.engine
-        timeout_s = min(link.timeout_s, self.deadline - engine._clock())
-        if timeout_s <= 0:
+        remaining_s = self.deadline - engine._clock()
+        if remaining_s <= _MIN_CALL_S:
             response = UpstreamResponse(
                 AttemptOutcome.DEADLINE_EXCEEDED, None, None, 0, 0.0, "request deadline reached"
             )
             self._record(link, url, retry, response)
             return response
+        clipped = remaining_s < link.timeout_s
         started = time.perf_counter()
         try:
-            response = await engine._fetcher.get(url, link.headers, timeout_s)
+            response = await engine._fetcher.get(
+                url, link.headers, min(link.timeout_s, remaining_s)
+            )
+            if clipped and response.outcome is AttemptOutcome.TIMEOUT:
+                response = _with(
+                    response, AttemptOutcome.DEADLINE_EXCEEDED, "request deadline reached"
+                )
         except asyncio.CancelledError as cancel:
             engine._breakers.record_abandoned(link.base_url)
             reason = cancel.args[0] if cancel.args else None

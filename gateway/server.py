@@ -33,4 +33,4 @@ async def serve_app(
     app: Quart, host: str, port: int, shutdown_trigger: Callable[[], Awaitable[None]]
 ) -> None:
     """Serve ``app`` until ``shutdown_trigger`` returns, then drain gracefully."""
-    await serve(app, hypercorn_config(host, port), shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+    await serve(app, hypercorn_config(host, port), shutdown_trigger=shutdown_trigger)

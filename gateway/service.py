@@ -198,6 +198,10 @@ class CategoryService:
             extra={"error": f"{type(exc).__name__}: {exc}"},
         )
 
+    async def drain(self) -> None:
+        """Wait for background refreshes in flight (graceful shutdown, tests)."""
+        await self._flights.wait_idle()
+
     async def aclose(self) -> None:
         await self._flights.aclose()
 

@@ -48,6 +48,10 @@ class SingleFlight(Generic[T]):
         task, joined = self.start(key, fill)
         return await asyncio.shield(task), joined
 
+    async def wait_idle(self) -> None:
+        """Wait until every fill running now has finished, whatever its result."""
+        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+
     async def aclose(self) -> None:
         """Cancel fills still running (shutdown)."""
         tasks = list(self._inflight.values())

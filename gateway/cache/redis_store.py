@@ -53,7 +53,7 @@ class RedisCache:
 
     async def get(self, key: str) -> CacheEntry | None:
         raw = await self._redis.get(_KEY_PREFIX + key)
-        return decode_entry(raw) if raw is not None else None
+        return decode_entry(raw) if isinstance(raw, bytes) else None
 
     async def set(self, key: str, entry: CacheEntry, expire_s: float) -> None:
         if expire_s <= 0:
@@ -70,10 +70,10 @@ class RedisCache:
     async def unlock(self, key: str) -> None:
         token = self._lock_tokens.pop(key, None)
         if token is not None:
-            await self._redis.eval(_UNLOCK_SCRIPT, 1, _LOCK_PREFIX + key, token)  # type: ignore[misc]
+            await self._redis.eval(_UNLOCK_SCRIPT, 1, _LOCK_PREFIX + key, token)
 
     async def ping(self) -> None:
-        await self._redis.ping()  # type: ignore[misc]
+        await self._redis.ping()
 
     async def aclose(self) -> None:
         await self._redis.aclose()
