@@ -60,9 +60,17 @@ class HttpxUpstreamClient:
     Bind one instance to one event loop.
     """
 
-    def __init__(self, *, max_body_bytes: int, max_connections: int, user_agent: str) -> None:
+    def __init__(
+        self,
+        *,
+        max_body_bytes: int,
+        max_connections: int,
+        user_agent: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._max_body_bytes = max_body_bytes
         self._client = httpx.AsyncClient(
+            transport=transport,
             timeout=None,
             follow_redirects=True,
             max_redirects=3,
