@@ -1,0 +1,423 @@
+"""Lean raw-ASGI server of the fake upstreams plus its JSON control API, and how to run it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any, cast
+from urllib.parse import parse_qsl
+
+import orjson
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+from hypercorn.typing import ASGIFramework
+
+from demo.data import PayloadVariant, day_index, render_body, used_params
+from demo.knobs import Knobs, KnobsError, Outcome, decide, json_kind, merge_knobs
+from schemas.config import NAME_PATTERN
+from schemas.endpoints import DAY_NAMES, EndpointKey
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+REST_PATHS: dict[str, EndpointKey] = {
+    "home": EndpointKey.HOME,
+    "jadwal-rilis": EndpointKey.JADWAL_RILIS,
+    "anime-terbaru": EndpointKey.ANIME_TERBARU,
+    "movie": EndpointKey.MOVIE,
+    "anime-detail": EndpointKey.ANIME_DETAIL,
+    "episode-detail": EndpointKey.EPISODE_DETAIL,
+    "search": EndpointKey.SEARCH,
+}
+_DAY_PREFIX = "jadwal-rilis/"
+_MAX_CONTROL_BODY = 64 * 1024
+# Long waits watch the closing event so shutdown is not held up; short ones just sleep (cheaper).
+_SHORT_PAUSE_S = 1.0
+_JSON = [(b"content-type", b"application/json")]
+_HTML = [(b"content-type", b"text/html; charset=utf-8")]
+_NON_JSON_BODY = (
+    b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>"
+    b"<h1>Bad Gateway</h1><p>The origin web server is unreachable.</p>"
+    b"<hr><center>cloudflare</center></body></html>"
+)
+_PAYLOAD_VARIANTS = {
+    Outcome.OK: PayloadVariant.VALID,
+    Outcome.TIMEOUT: PayloadVariant.VALID,
+    Outcome.INVALID_SCHEMA: PayloadVariant.INVALID_SCHEMA,
+    Outcome.LOW_CONFIDENCE: PayloadVariant.LOW_CONFIDENCE,
+    Outcome.PLACEHOLDER: PayloadVariant.PLACEHOLDER,
+}
+
+
+class ControlError(Exception):
+    """A control or routing request was refused; becomes a JSON error answer."""
+
+    def __init__(
+        self, status: int, code: str, message: str, allow: str = "", **extra: object
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.allow, self.extra = status, code, allow, extra
+
+
+class DemoState:
+    """Knobs and counters of every fake source. Owned by one event loop; not thread-safe."""
+
+    def __init__(self, sources: Mapping[str, Knobs]) -> None:
+        self.startup_knobs = dict(sources)
+        self.knobs = dict(sources)
+        self.request_numbers = dict.fromkeys(sources, 0)
+        self.path_counts: dict[str, Counter[str]] = {name: Counter() for name in sources}
+        self.not_found = 0
+
+    def put(self, source: str, knobs: Knobs) -> None:
+        """Set a source's knobs, adding the source (with zeroed counters) if it is new."""
+        if source not in self.knobs:
+            self.request_numbers[source] = 0
+            self.path_counts[source] = Counter()
+        self.knobs[source] = knobs
+
+    def reset(self) -> None:
+        """Back to the startup sources and knobs (added sources go away), counters zeroed."""
+        self.knobs = dict(self.startup_knobs)
+        self.request_numbers = dict.fromkeys(self.startup_knobs, 0)
+        self.path_counts = {name: Counter() for name in self.startup_knobs}
+        self.not_found = 0
+
+    def next_request_number(self, source: str, rest: str) -> int:
+        """Count one request to ``source``/``rest`` and return its 0-based number."""
+        number = self.request_numbers[source]
+        self.request_numbers[source] = number + 1
+        self.path_counts[source][rest] += 1
+        return number
+
+    def stats(self) -> dict[str, object]:
+        """Requests received: overall, unroutable, and per source per rest path."""
+        sources = {
+            name: {"total": self.request_numbers[name], "paths": dict(counts)}
+            for name, counts in self.path_counts.items()
+        }
+        total = sum(self.request_numbers.values()) + self.not_found
+        return {"total": total, "not_found": self.not_found, "sources": sources}
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    extra: Mapping[str, str] | None = None,
+    content_type: list[tuple[bytes, bytes]] = _JSON,
+) -> None:
+    headers = [*content_type, (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers += [(name.encode(), value.encode()) for name, value in extra.items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _json_error(error: ControlError) -> bytes:
+    return orjson.dumps({"code": error.code, "message": str(error), **error.extra})
+
+
+def _resolve_rest(rest: str) -> tuple[EndpointKey, int | None] | None:
+    if rest.startswith(_DAY_PREFIX):
+        try:
+            return EndpointKey.JADWAL_RILIS_DAY, day_index(rest[len(_DAY_PREFIX) :])
+        except ValueError:
+            return None
+    endpoint = REST_PATHS.get(rest)
+    return (endpoint, None) if endpoint is not None else None
+
+
+class DemoUpstreamApp:
+    """ASGI app serving every fake source under ``/<source>/v1/...`` and ``/_demo/`` control.
+
+    Request ``n`` of a source gets :func:`demo.knobs.decide`'s behaviour for ``n``; a
+    timed-out request hangs ``hang_seconds`` and then answers normally (a very slow
+    upstream). ``PUT /_demo/knobs/<new name>`` adds a source until the next reset. Bodies
+    are pre-encoded and cached, so the hot path is a dict lookup. One event loop only.
+    """
+
+    def __init__(
+        self, sources: Mapping[str, Knobs], on_startup: Callable[[], None] | None = None
+    ) -> None:
+        bad = [name for name in sources if not re.fullmatch(NAME_PATTERN, name)]
+        if bad:
+            raise ValueError(f"invalid source name(s) {bad}: must match {NAME_PATTERN}")
+        self.state = DemoState(sources)
+        self.started = False
+        self._on_startup = on_startup
+        self._closing = asyncio.Event()
+
+    def close(self) -> None:
+        """Release requests that are hanging or waiting out a long latency."""
+        self._closing.set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            try:
+                await self._http(scope, receive, send)
+            except ControlError as error:
+                extra = {"allow": error.allow} if error.allow else {}
+                await _respond(send, error.status, _json_error(error), extra)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self._on_startup is not None:
+                        self._on_startup()
+                except Exception as error:
+                    await send({"type": "lifespan.startup.failed", "message": repr(error)})
+                    return
+                self.started = True
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if path.startswith("/_demo/"):
+            status, payload = await self._control(scope["method"], path, receive)
+            await _respond(send, status, orjson.dumps(payload))
+            return
+        source, _, tail = path.lstrip("/").partition("/")
+        version, _, rest = tail.partition("/")
+        rest = rest.rstrip("/")
+        resolved = _resolve_rest(rest) if version == "v1" else None
+        if source not in self.state.knobs or resolved is None:
+            self.state.not_found += 1
+            raise self._not_found(source, path)
+        if scope["method"] != "GET":
+            raise ControlError(405, "method_not_allowed", "use GET", allow="GET")
+        await self._upstream(source, rest, resolved, scope["query_string"], send)
+
+    def _not_found(self, source: str, path: str) -> ControlError:
+        if source not in self.state.knobs:
+            sources = ", ".join(sorted(self.state.knobs))
+            return ControlError(404, "unknown_source", f"no source {source!r}; have: {sources}")
+        paths = ", ".join([*REST_PATHS, "jadwal-rilis/<day>"])
+        days = ", ".join(sorted(DAY_NAMES))
+        return ControlError(
+            404, "not_found", f"no route {path}; under /{source}/v1/ serve {paths} (days: {days})"
+        )
+
+    async def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds``; False when shutdown cut the wait short."""
+        if seconds <= 0:
+            return not self._closing.is_set()
+        if seconds <= _SHORT_PAUSE_S:
+            await asyncio.sleep(seconds)
+            return True
+        try:
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    async def _upstream(
+        self,
+        source: str,
+        rest: str,
+        resolved: tuple[EndpointKey, int | None],
+        query_string: bytes,
+        send: Send,
+    ) -> None:
+        knobs = self.state.knobs[source]
+        number = self.state.next_request_number(source, rest)
+        behaviour = decide(knobs, number)
+        tags = {"x-demo-outcome": behaviour.outcome.value, "x-demo-request": str(number)}
+        if not await self._pause(behaviour.delay_s):
+            body = orjson.dumps({"code": "shutting_down", "message": f"{source} is stopping"})
+            await _respond(send, 503, body, tags)
+            return
+        outcome = behaviour.outcome
+        if outcome in (Outcome.STATUS_OVERRIDE, Outcome.ERROR):
+            message = f"{source}: injected HTTP {behaviour.status} ({outcome.value} knob)"
+            body = orjson.dumps({"code": "demo_fault", "message": message, "source": source})
+            await _respond(send, behaviour.status, body, tags)
+            return
+        if outcome is Outcome.NON_JSON:
+            await _respond(send, 200, _NON_JSON_BODY, tags, _HTML)
+            return
+        endpoint, day_number = resolved
+        params = dict(parse_qsl(query_string.decode("utf-8", "replace"), keep_blank_values=True))
+        try:
+            key = used_params(endpoint, params)
+        except ValueError as error:
+            body = orjson.dumps({"code": "bad_request", "message": str(error)})
+            await _respond(send, 400, body, tags)
+            return
+        variant = _PAYLOAD_VARIANTS[outcome]
+        body = render_body(endpoint, source, key, day_number, knobs.seed, variant)
+        await _respond(send, 200, body, tags)
+
+    async def _control(self, method: str, path: str, receive: Receive) -> tuple[int, object]:
+        route = path.removeprefix("/_demo/").rstrip("/")
+        if route == "healthz":
+            _require(method, "GET")
+            return 200, {"status": "ok", "sources": len(self.state.knobs)}
+        if route == "stats":
+            _require(method, "GET")
+            return 200, self.state.stats()
+        if route == "reset":
+            _require(method, "POST")
+            self.state.reset()
+            return 200, {"status": "reset", "sources": sorted(self.state.knobs)}
+        if route == "knobs":
+            _require(method, "GET")
+            return 200, {name: k.model_dump(mode="json") for name, k in self.state.knobs.items()}
+        if route.startswith("knobs/"):
+            source = route.removeprefix("knobs/")
+            _require(method, "GET", "PUT")
+            if method == "PUT":
+                # PUT on a new name adds a source, so tests can make up the sources they need.
+                if not re.fullmatch(NAME_PATTERN, source):
+                    message = f"source name {source!r} must match {NAME_PATTERN}"
+                    raise ControlError(400, "invalid_source_name", message)
+                update = _json_object(await _read_body(receive))
+                current = self.state.knobs.get(source, Knobs())
+                try:
+                    self.state.put(source, merge_knobs(current, update))
+                except KnobsError as error:
+                    message = "; ".join(error.lines)
+                    raise ControlError(400, "invalid_knobs", message, errors=error.lines) from None
+            elif source not in self.state.knobs:
+                sources = ", ".join(sorted(self.state.knobs))
+                raise ControlError(404, "unknown_source", f"no source {source!r}; have: {sources}")
+            return 200, self.state.knobs[source].model_dump(mode="json")
+        raise ControlError(
+            404,
+            "not_found",
+            f"no control route {path}; have /_demo/healthz, /_demo/knobs, "
+            "/_demo/knobs/<source>, /_demo/reset, /_demo/stats",
+        )
+
+
+def _require(method: str, *allowed: str) -> None:
+    if method not in allowed:
+        verbs = ", ".join(allowed)
+        raise ControlError(405, "method_not_allowed", f"use {verbs}", allow=verbs)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > _MAX_CONTROL_BODY:
+            raise ControlError(413, "body_too_large", f"body over {_MAX_CONTROL_BODY} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _json_object(body: bytes) -> dict[str, object]:
+    try:
+        decoded = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise ControlError(400, "invalid_json", f"body is not valid JSON: {error}") from None
+    if not isinstance(decoded, dict):
+        kind = json_kind(decoded)
+        raise ControlError(
+            400, "invalid_knobs", f"body must be a JSON object of knob fields, got {kind}"
+        )
+    return decoded
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(address)
+        # Listening before hypercorn starts lets early connections queue instead of failing.
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def serve_demo_upstreams(
+    host: str,
+    port: int,
+    sources: Mapping[str, Knobs],
+    shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
+    ready: Callable[[int], None] | None = None,
+) -> None:
+    """Serve the fake upstreams until ``shutdown_trigger`` returns (or SIGINT/SIGTERM).
+
+    Args:
+        host: interface to bind, e.g. ``127.0.0.1``.
+        port: TCP port; 0 picks a free one (reported through ``ready``).
+        sources: source name → its startup knobs (``POST /_demo/reset`` returns to these).
+        shutdown_trigger: awaited; its return starts a graceful shutdown. ``None`` installs
+            SIGINT/SIGTERM handlers on the running loop instead.
+        ready: called with the bound port once the server accepts connections.
+
+    Raises:
+        OSError: when the address cannot be bound.
+        ValueError: when a source name is not usable as a path segment.
+    """
+    bound_port = port
+
+    def report_ready() -> None:
+        if ready is not None:
+            ready(bound_port)
+
+    # Built before binding so that bad source names cannot leave a socket behind.
+    app = DemoUpstreamApp(sources, on_startup=report_ready)
+    sock = _listen(host, port)
+    bound_port = sock.getsockname()[1]
+    config = Config()
+    config.accesslog = None
+    config.loglevel = "WARNING"
+    config.graceful_timeout = 2.0
+    config.include_server_header = False
+    # Hand hypercorn the listening socket by descriptor; from here it owns and closes it.
+    fd = sock.detach()
+    config.bind = [f"fd://{fd}"]
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    handled: list[signal.Signals] = []
+    if shutdown_trigger is None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+            handled.append(signum)
+
+    async def trigger() -> None:
+        try:
+            await (shutdown_trigger() if shutdown_trigger is not None else stop.wait())
+        finally:
+            app.close()
+
+    try:
+        # The app is typed with plain mappings rather than hypercorn's TypedDict scopes.
+        await serve(cast("ASGIFramework", app), config, shutdown_trigger=trigger, mode="asgi")
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+        if not app.started:
+            # Hypercorn opens the descriptor only after a successful startup.
+            os.close(fd)
