@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 import orjson
 import stamina
@@ -25,6 +26,7 @@ from gateway.upstream import UpstreamFetcher, UpstreamResponse
 from schemas.events import (
     AttemptOutcome,
     FieldFailure,
+    SourceRole,
     UpstreamAttemptEvent,
     ValidationFailureEvent,
 )
@@ -91,6 +93,20 @@ class RetryPolicy:
     attempts: int
     initial_wait_s: float
     max_wait_s: float
+
+
+class _LinkFields(TypedDict):
+    """Fields shared by every event about one link of one request."""
+
+    request_id: str
+    trace_id: str
+    instance: str
+    category: str
+    endpoint: str
+    source_name: str
+    role: SourceRole
+    depth: int
+    url: str
 
 
 class _RetriableFailure(Exception):
@@ -297,15 +313,7 @@ class _ChainRun:
             self._record(link, url, retry, _with(response, outcome, detail), result.confidence)
             self.engine._emitter.emit(
                 ValidationFailureEvent(
-                    request_id=self.ctx.request_id,
-                    trace_id=self.ctx.trace_id,
-                    instance=self.ctx.instance,
-                    category=self.route.category,
-                    endpoint=self.route.spec.path,
-                    source_name=link.source_name,
-                    role=link.role,
-                    depth=link.depth,
-                    url=url,
+                    **self._link_fields(link, url),
                     failures=[
                         FieldFailure(path=i.path, rule=i.rule, detail=i.detail)
                         for i in result.issues
@@ -315,6 +323,19 @@ class _ChainRun:
             return None
         self._record(link, url, retry, response, result.confidence)
         return response.body
+
+    def _link_fields(self, link: LinkPlan, url: str) -> _LinkFields:
+        return _LinkFields(
+            request_id=self.ctx.request_id,
+            trace_id=self.ctx.trace_id,
+            instance=self.ctx.instance,
+            category=self.route.category,
+            endpoint=self.route.spec.path,
+            source_name=link.source_name,
+            role=link.role,
+            depth=link.depth,
+            url=url,
+        )
 
     def _record(
         self,
@@ -338,16 +359,8 @@ class _ChainRun:
         )
         self.engine._emitter.emit(
             UpstreamAttemptEvent(
-                request_id=self.ctx.request_id,
-                trace_id=self.ctx.trace_id,
-                instance=self.ctx.instance,
-                category=self.route.category,
-                endpoint=self.route.spec.path,
-                source_name=link.source_name,
-                role=link.role,
-                depth=link.depth,
+                **self._link_fields(link, url),
                 retry=retry,
-                url=url,
                 status_code=response.status_code,
                 latency_ms=response.latency_ms,
                 outcome=response.outcome,

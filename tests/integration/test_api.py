@@ -233,3 +233,15 @@ async def test_health_is_unhealthy_503_when_no_category_is_active(
     assert health.status == 503
     assert health.json()["checks"]["config"]["status"] == "unhealthy"
     assert ready.status == 503
+
+
+async def test_wrong_method_and_unknown_paths_answer_json_not_html(
+    upstreams: DemoUpstreams, tmp_path: Path
+) -> None:
+    async with running_gateway(two_categories(upstreams), gateway_settings(tmp_path)) as gw:
+        posted = await gw.client.post("/api/v1/home?category=anime")
+        elsewhere = await gw.get("/favicon.ico")
+    assert posted.status_code == 405
+    assert (await posted.get_json())["code"] == "method_not_allowed"
+    assert elsewhere.status == 404
+    assert elsewhere.json()["code"] == "not_found"
