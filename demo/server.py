@@ -1,4 +1,4 @@
-"""Lean raw-ASGI server of the fake upstreams plus its JSON control API, and how to run it."""
+"""Lean raw-ASGI server of the fake upstreams (control API: demo.control), and how to run it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import socket
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, cast
 from urllib.parse import parse_qsl
@@ -17,14 +16,14 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from hypercorn.typing import ASGIFramework
 
-from demo.data import PayloadVariant, day_index, render_body, used_params
-from demo.knobs import Knobs, KnobsError, Outcome, decide, json_kind, merge_knobs
+from demo.control import ControlError, DemoState, Message, Receive, handle_control
+from demo.data import day_index, used_params
+from demo.faults import PayloadVariant, render_body
+from demo.knobs import Knobs, Outcome, decide
 from schemas.config import NAME_PATTERN
 from schemas.endpoints import DAY_NAMES, EndpointKey
 
 Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 REST_PATHS: dict[str, EndpointKey] = {
@@ -37,7 +36,6 @@ REST_PATHS: dict[str, EndpointKey] = {
     "search": EndpointKey.SEARCH,
 }
 _DAY_PREFIX = "jadwal-rilis/"
-_MAX_CONTROL_BODY = 64 * 1024
 # Long waits watch the closing event so shutdown is not held up; short ones just sleep (cheaper).
 _SHORT_PAUSE_S = 1.0
 _JSON = [(b"content-type", b"application/json")]
@@ -54,57 +52,6 @@ _PAYLOAD_VARIANTS = {
     Outcome.LOW_CONFIDENCE: PayloadVariant.LOW_CONFIDENCE,
     Outcome.PLACEHOLDER: PayloadVariant.PLACEHOLDER,
 }
-
-
-class ControlError(Exception):
-    """A control or routing request was refused; becomes a JSON error answer."""
-
-    def __init__(
-        self, status: int, code: str, message: str, allow: str = "", **extra: object
-    ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.allow, self.extra = status, code, allow, extra
-
-
-class DemoState:
-    """Knobs and counters of every fake source. Owned by one event loop; not thread-safe."""
-
-    def __init__(self, sources: Mapping[str, Knobs]) -> None:
-        self.startup_knobs = dict(sources)
-        self.knobs = dict(sources)
-        self.request_numbers = dict.fromkeys(sources, 0)
-        self.path_counts: dict[str, Counter[str]] = {name: Counter() for name in sources}
-        self.not_found = 0
-
-    def put(self, source: str, knobs: Knobs) -> None:
-        """Set a source's knobs, adding the source (with zeroed counters) if it is new."""
-        if source not in self.knobs:
-            self.request_numbers[source] = 0
-            self.path_counts[source] = Counter()
-        self.knobs[source] = knobs
-
-    def reset(self) -> None:
-        """Back to the startup sources and knobs (added sources go away), counters zeroed."""
-        self.knobs = dict(self.startup_knobs)
-        self.request_numbers = dict.fromkeys(self.startup_knobs, 0)
-        self.path_counts = {name: Counter() for name in self.startup_knobs}
-        self.not_found = 0
-
-    def next_request_number(self, source: str, rest: str) -> int:
-        """Count one request to ``source``/``rest`` and return its 0-based number."""
-        number = self.request_numbers[source]
-        self.request_numbers[source] = number + 1
-        self.path_counts[source][rest] += 1
-        return number
-
-    def stats(self) -> dict[str, object]:
-        """Requests received: overall, unroutable, and per source per rest path."""
-        sources = {
-            name: {"total": self.request_numbers[name], "paths": dict(counts)}
-            for name, counts in self.path_counts.items()
-        }
-        total = sum(self.request_numbers.values()) + self.not_found
-        return {"total": total, "not_found": self.not_found, "sources": sources}
 
 
 async def _respond(
@@ -188,7 +135,7 @@ class DemoUpstreamApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         if path.startswith("/_demo/"):
-            status, payload = await self._control(scope["method"], path, receive)
+            status, payload = await handle_control(self.state, scope["method"], path, receive)
             await _respond(send, status, orjson.dumps(payload))
             return
         source, _, tail = path.lstrip("/").partition("/")
@@ -261,83 +208,6 @@ class DemoUpstreamApp:
         variant = _PAYLOAD_VARIANTS[outcome]
         body = render_body(endpoint, source, key, day_number, knobs.seed, variant)
         await _respond(send, 200, body, tags)
-
-    async def _control(self, method: str, path: str, receive: Receive) -> tuple[int, object]:
-        route = path.removeprefix("/_demo/").rstrip("/")
-        if route == "healthz":
-            _require(method, "GET")
-            return 200, {"status": "ok", "sources": len(self.state.knobs)}
-        if route == "stats":
-            _require(method, "GET")
-            return 200, self.state.stats()
-        if route == "reset":
-            _require(method, "POST")
-            self.state.reset()
-            return 200, {"status": "reset", "sources": sorted(self.state.knobs)}
-        if route == "knobs":
-            _require(method, "GET")
-            return 200, {name: k.model_dump(mode="json") for name, k in self.state.knobs.items()}
-        if route.startswith("knobs/"):
-            source = route.removeprefix("knobs/")
-            _require(method, "GET", "PUT")
-            if method == "PUT":
-                # PUT on a new name adds a source, so tests can make up the sources they need.
-                if not re.fullmatch(NAME_PATTERN, source):
-                    message = f"source name {source!r} must match {NAME_PATTERN}"
-                    raise ControlError(400, "invalid_source_name", message)
-                update = _json_object(await _read_body(receive))
-                current = self.state.knobs.get(source, Knobs())
-                try:
-                    self.state.put(source, merge_knobs(current, update))
-                except KnobsError as error:
-                    message = "; ".join(error.lines)
-                    raise ControlError(400, "invalid_knobs", message, errors=error.lines) from None
-            elif source not in self.state.knobs:
-                sources = ", ".join(sorted(self.state.knobs))
-                raise ControlError(404, "unknown_source", f"no source {source!r}; have: {sources}")
-            return 200, self.state.knobs[source].model_dump(mode="json")
-        raise ControlError(
-            404,
-            "not_found",
-            f"no control route {path}; have /_demo/healthz, /_demo/knobs, "
-            "/_demo/knobs/<source>, /_demo/reset, /_demo/stats",
-        )
-
-
-def _require(method: str, *allowed: str) -> None:
-    if method not in allowed:
-        verbs = ", ".join(allowed)
-        raise ControlError(405, "method_not_allowed", f"use {verbs}", allow=verbs)
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > _MAX_CONTROL_BODY:
-            raise ControlError(413, "body_too_large", f"body over {_MAX_CONTROL_BODY} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _json_object(body: bytes) -> dict[str, object]:
-    try:
-        decoded = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise ControlError(400, "invalid_json", f"body is not valid JSON: {error}") from None
-    if not isinstance(decoded, dict):
-        kind = json_kind(decoded)
-        raise ControlError(
-            400, "invalid_knobs", f"body must be a JSON object of knob fields, got {kind}"
-        )
-    return decoded
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -8,13 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from demo.data import (
-    PayloadVariant,
-    apply_variant,
-    generate_payload,
-    render_body,
-    used_params,
-)
+from demo.data import generate_payload, used_params
+from demo.faults import PayloadVariant, apply_variant, render_body
 from schemas.endpoints import EndpointKey
 from schemas.validation import validate_payload
 
