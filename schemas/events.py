@@ -129,7 +129,53 @@ class CircuitChangeEvent(EventEnvelope):
     consecutive_failures: int
 
 
-GatewayEvent = Annotated[
-    RequestEvent | UpstreamAttemptEvent | ValidationFailureEvent | CircuitChangeEvent,
+class ProbeStatus(enum.StrEnum):
+    OK = "OK"
+    TIMEOUT = "Timeout"
+    ERROR = "Error"
+    INVALID = "Invalid"
+
+
+class HealthProbeEvent(EventEnvelope):
+    """One per health probe of one upstream URL."""
+
+    type: Literal["health_probe"] = "health_probe"
+    upstream_url: str
+    category: str
+    endpoint: str
+    source_name: str
+    status: ProbeStatus
+    status_code: int | None = None
+    latency_ms: float
+    detail: str = ""
+
+
+class ConfigChangeEvent(EventEnvelope):
+    """An admin (or an import) changed the routing config; ``before``/``after`` are JSON."""
+
+    type: Literal["config_change"] = "config_change"
+    actor: str
+    action: str
+    target: str
+    before: str = ""
+    after: str = ""
+
+
+AnyEvent = Annotated[
+    RequestEvent
+    | UpstreamAttemptEvent
+    | ValidationFailureEvent
+    | CircuitChangeEvent
+    | HealthProbeEvent
+    | ConfigChangeEvent,
     Field(discriminator="type"),
 ]
+
+EVENT_TYPES: dict[str, type[EventEnvelope]] = {
+    "request": RequestEvent,
+    "upstream_attempt": UpstreamAttemptEvent,
+    "validation_failure": ValidationFailureEvent,
+    "circuit_change": CircuitChangeEvent,
+    "health_probe": HealthProbeEvent,
+    "config_change": ConfigChangeEvent,
+}
