@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 root=.cache/services
 env_file=.cache/services.env
 redis_port=${APICAT_TEST_REDIS_PORT:-6390}
+kafka_port=${APICAT_TEST_KAFKA_PORT:-19092}
 mkdir -p "$root"
 
 start_redis() {
@@ -40,13 +41,39 @@ stop_redis() {
   fi
 }
 
+# Kafka: a real single-node KRaft broker from Maven Central jars (scripts/kafka.sh, data under
+# .cache/kafka); needs java and mvn.
+start_kafka() {
+  if [ -n "${APICAT_TEST_KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+    echo "export APICAT_TEST_KAFKA_BOOTSTRAP_SERVERS=$APICAT_TEST_KAFKA_BOOTSTRAP_SERVERS" >>"$env_file"
+    return
+  fi
+  if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then
+    echo "services: java/mvn not installed (apt-get install default-jre-headless maven);" \
+      "kafka tests will skip (and fail under CI=true)" >&2
+    return
+  fi
+  if scripts/kafka.sh start; then
+    echo "export APICAT_TEST_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$kafka_port" >>"$env_file"
+  else
+    echo "services: WARNING: kafka did not start (see .cache/kafka/broker.log);" \
+      "kafka tests will skip (and fail under CI=true)" >&2
+  fi
+}
+
+stop_kafka() {
+  scripts/kafka.sh stop || true
+}
+
 case "${1:-start}" in
   start)
     : >"$env_file"
     start_redis
+    start_kafka
     ;;
   stop)
     stop_redis
+    stop_kafka
     rm -f "$env_file"
     ;;
   *)

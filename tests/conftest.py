@@ -8,6 +8,7 @@ and fail under ``CI=true``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import Iterator
@@ -17,7 +18,8 @@ import pytest
 import stamina
 
 SERVICE_MARKERS = ("redis", "postgres", "kafka", "clickhouse")
-_DEFAULT_SERVICE_PORTS = {6379, 6390, 5432, 9092, 8123, 9000}
+_DEFAULT_SERVICE_PORTS = {6379, 6390, 5432, 9092, 19092, 8123, 9000}
+DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:19092"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -27,6 +29,10 @@ def _service_ports() -> set[int]:
         url = os.environ.get(variable)
         if url and urlsplit(url).port:
             ports.add(urlsplit(url).port or 0)
+    for server in os.environ.get("APICAT_TEST_KAFKA_BOOTSTRAP_SERVERS", "").split(","):
+        port = server.strip().rpartition(":")[2]
+        if port.isdigit():
+            ports.add(int(port))
     return ports
 
 
@@ -95,3 +101,46 @@ def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
     yield url
     client.flushdb()
     client.close()
+
+
+async def _kafka_serves_metadata(bootstrap: str, within_s: float) -> bool:
+    """Quick, bounded check: a TCP connect, then a real metadata fetch with aiokafka."""
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=1):
+            pass
+    except (OSError, ValueError):
+        return False
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    try:
+        async with asyncio.timeout(within_s):
+            await admin.start()
+            cluster = await admin.describe_cluster()
+        return bool(cluster["brokers"])
+    except (KafkaError, OSError, TimeoutError):
+        return False
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
+    """A real Kafka broker's bootstrap servers (``APICAT_TEST_KAFKA_BOOTSTRAP_SERVERS``).
+
+    The broker is shared: use fresh, unique topic and group names in every test.
+    """
+    assert request.node.get_closest_marker("kafka"), (
+        "tests using kafka_bootstrap need @pytest.mark.kafka"
+    )
+    bootstrap = os.environ.get("APICAT_TEST_KAFKA_BOOTSTRAP_SERVERS", DEFAULT_KAFKA_BOOTSTRAP)
+    if not await _kafka_serves_metadata(bootstrap, within_s=5):
+        service_missing(
+            f"Kafka at {bootstrap}",
+            "run `make services` or `scripts/kafka.sh start` (needs java and mvn: "
+            "`apt-get install default-jre-headless maven`) or set "
+            "APICAT_TEST_KAFKA_BOOTSTRAP_SERVERS",
+        )
+    return bootstrap
