@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 
 from quart import Quart, Response, g, request
@@ -30,6 +31,14 @@ def _package_version() -> str:
         return "0.0.0"
 
 
+_EDGE_HEADERS = frozenset({b"x-request-id", b"traceparent", b"x-forwarded-for"})
+
+
+def _edge_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, str]:
+    """The few request headers the edge reads, in one pass over the ASGI scope."""
+    return {name: value.decode("latin-1") for name, value in raw if name.lower() in _EDGE_HEADERS}
+
+
 def create_app(container: Container) -> Quart:
     """Build the gateway app around ``container``; closing the app closes the container."""
     app = Quart("apicat")
@@ -42,13 +51,12 @@ def create_app(container: Container) -> Quart:
 
     @app.before_request
     async def open_request() -> None:
+        wanted = _edge_headers(request.scope["headers"])
         peer = request.remote_addr or ""
         state = RequestState(
-            request_id=request_id_from(request.headers.get("X-Request-Id")),
-            trace_id=trace_id_from(request.headers.get("traceparent")),
-            client_ip=client_ip(
-                peer, request.headers.get("X-Forwarded-For"), container.trusted_proxies
-            ),
+            request_id=request_id_from(wanted.get(b"x-request-id")),
+            trace_id=trace_id_from(wanted.get(b"traceparent")),
+            client_ip=client_ip(peer, wanted.get(b"x-forwarded-for"), container.trusted_proxies),
             instance=container.settings.instance,
         )
         g.apicat = state
@@ -72,8 +80,10 @@ def create_app(container: Container) -> Quart:
         if state.rate is not None:
             response.headers.update(state.rate.headers())
         if request.path.startswith(api_prefix):
+            # build(): every field is typed by construction here; skipping validation keeps
+            # the per-request event cheap on the cache-hit path.
             container.emitter.emit(
-                RequestEvent(
+                RequestEvent.build(
                     request_id=state.request_id,
                     trace_id=state.trace_id,
                     instance=state.instance,
@@ -137,6 +147,10 @@ def create_app(container: Container) -> Quart:
             },
             500,
         )
+
+    @app.before_serving
+    async def start_container() -> None:
+        await container.start()
 
     @app.after_serving
     async def close_container() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 from pathlib import Path
@@ -134,6 +135,9 @@ async def _serve(
         f"gateway on http://{host}:{port}  (docs: /docs, health: /health); "
         f"categories: {', '.join(container.routing.category_names) or 'none'}"
     )
+    # Everything allocated so far lives as long as the process: move it out of the GC's view
+    # so full collections stay short under load.
+    gc.freeze()
     tasks.append(asyncio.create_task(serve_app(app, host, port, stopped)))
     try:
         await asyncio.gather(*tasks)

@@ -13,13 +13,14 @@ from gateway.breaker import BreakerRegistry, CircuitTransition
 from gateway.cache import CacheStore
 from gateway.cache.memory import MemoryCache
 from gateway.cache.redis_store import RedisCache
+from gateway.emitter import BufferedEmitter
 from gateway.events import EventEmitter, MemoryEmitter
 from gateway.ratelimit import IPNetwork, RateLimiter, parse_trusted_proxies
 from gateway.routing import RoutingTable, build_routing_table
 from gateway.selection import RetryPolicy, SelectionEngine
 from gateway.service import CategoryService, ServicePolicy
 from gateway.settings import Settings
-from gateway.upstream import HttpxUpstreamClient, UpstreamFetcher
+from gateway.upstream import AiohttpUpstreamClient, UpstreamFetcher
 from schemas.config import GatewayConfig
 from schemas.events import CircuitChangeEvent
 
@@ -54,7 +55,7 @@ class Container:
             settings.breaker_open_seconds,
             self._emit_circuit_change,
         )
-        self.fetcher: UpstreamFetcher = fetcher or HttpxUpstreamClient(
+        self.fetcher: UpstreamFetcher = fetcher or AiohttpUpstreamClient(
             max_body_bytes=settings.max_upstream_body_bytes,
             max_connections=settings.max_upstream_connections,
             user_agent=USER_AGENT,
@@ -97,11 +98,19 @@ class Container:
             )
         )
 
+    async def start(self) -> None:
+        """Start background parts (the event flusher); call inside the serving loop."""
+        if isinstance(self.emitter, BufferedEmitter):
+            self.emitter.start()
+
     async def aclose(self) -> None:
         await self.service.aclose()
         await self.fetcher.aclose()
         await self.limiter.aclose()
         await self.cache.aclose()
+        # Last, so the events of everything above are flushed (or journaled) too.
+        if isinstance(self.emitter, BufferedEmitter):
+            await self.emitter.aclose()
 
 
 def _build_cache(settings: Settings) -> CacheStore:

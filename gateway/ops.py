@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import asdict
 
 from quart import Quart, Response
 from quart_schema import document_response, tag
 
 from gateway.breaker import CircuitState
 from gateway.container import Container
+from gateway.emitter import BufferedEmitter
 from gateway.events import MemoryEmitter
 from gateway.responses import json_response
 from schemas.api import HealthBody
@@ -54,18 +56,25 @@ async def health_checks(container: Container) -> tuple[str, dict[str, dict[str, 
         "backend": container.limiter.backend,
         "limit": container.limiter.limit,
     }
-    if isinstance(container.emitter, MemoryEmitter):
-        checks["events"] = {
-            "status": "healthy",
-            "transport": "memory",
-            "emitted_total": container.emitter.emitted_total,
-        }
+    checks["events"] = event_pipeline_check(container)
     statuses = {check["status"] for check in checks.values()}
     overall = next(
         (s for s in ("unhealthy", "degraded") if s in statuses),
         "healthy",
     )
     return overall, checks
+
+
+def event_pipeline_check(container: Container) -> dict[str, object]:
+    """Degraded while the transport is down or the journal holds a backlog; dropped must be 0."""
+    emitter = container.emitter
+    if isinstance(emitter, BufferedEmitter):
+        stats = emitter.stats()
+        healthy = stats.transport_up and stats.journal_pending == 0 and stats.dropped_total == 0
+        return {"status": "healthy" if healthy else "degraded", **asdict(stats)}
+    if isinstance(emitter, MemoryEmitter):
+        return {"status": "healthy", "transport": "memory", "emitted_total": emitter.emitted_total}
+    return {"status": "healthy", "transport": type(emitter).__name__}
 
 
 def register_ops(app: Quart, container: Container) -> None:

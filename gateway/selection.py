@@ -222,6 +222,11 @@ class _ChainRun:
         return None
 
     async def _link(self, link: LinkPlan, url: str) -> bytes | None:
+        response = await self._call(link, url, 0)
+        if not self._should_retry(link, response):
+            return self._accept(link, url, response, 0)
+        # Only a retriable failure pays for the retry machinery. Its first iteration replays
+        # the failure already in hand, so stamina's backoff runs before the actual retry.
         engine = self.engine
         policy = engine._retry
         try:
@@ -234,14 +239,22 @@ class _ChainRun:
                 wait_jitter=policy.initial_wait_s,
             ):
                 with retry:
-                    response = await self._call(link, url, retry.num - 1)
-                    # Retrying a link whose circuit just opened would hammer it; move on instead.
-                    if response.retriable and engine._breakers.is_closed(link.base_url):
+                    if retry.num > 1:
+                        response = await self._call(link, url, retry.num - 1)
+                    if self._should_retry(link, response):
                         raise _RetriableFailure(response)
                     return self._accept(link, url, response, retry.num - 1)
         except _RetriableFailure:
             pass
         return None
+
+    def _should_retry(self, link: LinkPlan, response: UpstreamResponse) -> bool:
+        # Retrying a link whose circuit just opened would hammer it; move on instead.
+        return (
+            response.retriable
+            and self.engine._retry.attempts > 1
+            and self.engine._breakers.is_closed(link.base_url)
+        )
 
     async def _call(self, link: LinkPlan, url: str, retry: int) -> UpstreamResponse:
         engine = self.engine
@@ -358,7 +371,7 @@ class _ChainRun:
             )
         )
         self.engine._emitter.emit(
-            UpstreamAttemptEvent(
+            UpstreamAttemptEvent.build(
                 **self._link_fields(link, url),
                 retry=retry,
                 status_code=response.status_code,
