@@ -1,0 +1,175 @@
+"""``apicat consumer``: a Kafka consumer-group member that writes events into ClickHouse.
+
+Per poll cycle: collect up to ``batch_rows`` messages or ``batch_s`` seconds, convert them
+(``consumers.batch``), insert one block per table with a deterministic deduplication token,
+send unconvertible messages to the dead-letter topic with the reason, and only then commit the
+offsets. If the store is down the same batch is retried with backoff (same token, so a retry
+whose first try did land is deduplicated) and nothing is committed. On partition assignment the
+consumer seeks past the highest offset already stored for that partition, so a crash between
+insert and commit does not insert the batch again. SIGTERM finishes the batch in hand, commits,
+and leaves the group. Several processes with the same ``group_id`` share the partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from consumers.batch import Batch, Message, RecentIds, build_batch
+from consumers.rows import TABLE_OF_TYPE
+from consumers.store import EventStore, StoreError
+from schemas.wire import DEAD_LETTER_TOPIC, TOPIC_PREFIX
+
+log = logging.getLogger("apicat.consumer")
+TOPIC_PATTERN = "^" + re.escape(TOPIC_PREFIX) + "(?!dlq$)[a-z_]+$"
+
+
+def table_of_topic(topic: str) -> str | None:
+    return TABLE_OF_TYPE.get(topic.removeprefix(TOPIC_PREFIX))
+
+
+class _SeekPastStored(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On assignment, skip what a previous owner already stored but did not commit."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, store: EventStore) -> None:
+        self._consumer = consumer
+        self._store = store
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        by_topic: dict[str, list[TopicPartition]] = {}
+        for tp in assigned:
+            by_topic.setdefault(tp.topic, []).append(tp)
+        for topic, partitions in by_topic.items():
+            table = table_of_topic(topic)
+            if table is None:
+                continue
+            stored = await self._store.max_offsets(table, topic)
+            for tp in partitions:
+                if tp.partition in stored:
+                    committed = await self._consumer.committed(tp)
+                    if committed is None or committed <= stored[tp.partition]:
+                        self._consumer.seek(tp, stored[tp.partition] + 1)
+
+
+class _StoppedMidBatch(Exception):
+    """Stop was requested while the store was down; the batch stays uncommitted."""
+
+
+class EventConsumer:
+    """One member of the consumer group; call :meth:`run` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        store: EventStore,
+        *,
+        group_id: str = "apicat-clickhouse",
+        batch_rows: int = 1_000,
+        batch_s: float = 1.0,
+        retry_max_s: float = 30.0,
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self._store = store
+        self._group_id = group_id
+        self._batch_rows = batch_rows
+        self._batch_s = batch_s
+        self._retry_max_s = retry_max_s
+        self._recent = RecentIds()
+        self.rows_written = 0
+        self.dead_lettered = 0
+        self.batches = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=self._group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=5_000,
+            max_poll_records=self._batch_rows,
+        )
+        dlq = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True
+        )
+        await consumer.start()
+        await dlq.start()
+        consumer.subscribe(pattern=TOPIC_PATTERN, listener=_SeekPastStored(consumer, self._store))
+        try:
+            while not stop.is_set():
+                messages = await self._poll(consumer, stop)
+                if messages:
+                    batch = build_batch(messages, self._recent)
+                    try:
+                        await self._deliver(batch, dlq, stop)
+                    except _StoppedMidBatch:
+                        break
+                    await consumer.commit(
+                        {TopicPartition(t, p): o for (t, p), o in batch.commit_offsets.items()}
+                    )
+        finally:
+            with contextlib.suppress(KafkaError, OSError):
+                await consumer.stop()
+            with contextlib.suppress(KafkaError, OSError):
+                await dlq.stop()
+
+    async def _poll(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> list[Message]:
+        messages: list[Message] = []
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self._batch_s
+        while len(messages) < self._batch_rows and not stop.is_set():
+            remaining_ms = int((give_up_at - loop.time()) * 1000)
+            if remaining_ms <= 0:
+                break
+            polled = await consumer.getmany(
+                timeout_ms=min(remaining_ms, 200), max_records=self._batch_rows - len(messages)
+            )
+            for records in polled.values():
+                messages.extend(
+                    Message(r.topic, r.partition, r.offset, r.value or b"") for r in records
+                )
+        return messages
+
+    async def _deliver(self, batch: Batch, dlq: AIOKafkaProducer, stop: asyncio.Event) -> None:
+        """Insert every block and dead-letter every poison message; retry until both succeed."""
+        delay = 0.5
+        pending = list(batch.inserts)
+        while pending:
+            insert = pending[0]
+            try:
+                await self._store.insert(
+                    insert.table, insert.columns, insert.rows, insert.dedup_token
+                )
+            except StoreError as exc:
+                if stop.is_set():
+                    # Leave uncommitted: whoever owns the partition next reads it again.
+                    raise _StoppedMidBatch from exc
+                # A rejected insert (not retriable) is a schema bug, not bad data: keep the
+                # batch, shout, and retry, rather than lose events or crash the process.
+                level = logging.WARNING if exc.retriable else logging.ERROR
+                log.log(
+                    level, "insert into %s failed (%s); retrying in %.1fs", insert.table, exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max_s)
+                continue
+            self._recent.add_many(insert.event_ids)
+            self.rows_written += len(insert.rows)
+            pending.pop(0)
+        for dead in batch.dead_letters:
+            headers = [
+                ("reason", dead.reason.encode()[:1000]),
+                ("source", f"{dead.message.topic}/{dead.message.partition}/"
+                           f"{dead.message.offset}".encode()),
+            ]  # fmt: skip
+            await dlq.send_and_wait(DEAD_LETTER_TOPIC, dead.message.value, headers=headers)
+            self.dead_lettered += 1
+        self.batches += 1
