@@ -24,22 +24,29 @@ from aiokafka.errors import KafkaError
 from consumers.batch import Batch, Message, RecentIds, build_batch
 from consumers.rows import TABLE_OF_TYPE
 from consumers.store import EventStore, StoreError
-from schemas.wire import DEAD_LETTER_TOPIC, TOPIC_PREFIX
+from schemas.wire import DEAD_LETTER_SUFFIX, TOPIC_PREFIX, dead_letter_topic
 
 log = logging.getLogger("apicat.consumer")
-TOPIC_PATTERN = "^" + re.escape(TOPIC_PREFIX) + "(?!dlq$)[a-z_]+$"
 
 
-def table_of_topic(topic: str) -> str | None:
-    return TABLE_OF_TYPE.get(topic.removeprefix(TOPIC_PREFIX))
+def topic_pattern(prefix: str) -> str:
+    """Every event topic under ``prefix`` except the dead-letter topic."""
+    return "^" + re.escape(prefix) + f"(?!{DEAD_LETTER_SUFFIX}$)[a-z_]+$"
+
+
+def table_of_topic(topic: str, prefix: str) -> str | None:
+    if not topic.startswith(prefix):
+        return None
+    return TABLE_OF_TYPE.get(topic.removeprefix(prefix))
 
 
 class _SeekPastStored(ConsumerRebalanceListener):  # type: ignore[misc]
     """On assignment, skip what a previous owner already stored but did not commit."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, store: EventStore) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, store: EventStore, prefix: str) -> None:
         self._consumer = consumer
         self._store = store
+        self._prefix = prefix
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         return None
@@ -49,7 +56,7 @@ class _SeekPastStored(ConsumerRebalanceListener):  # type: ignore[misc]
         for tp in assigned:
             by_topic.setdefault(tp.topic, []).append(tp)
         for topic, partitions in by_topic.items():
-            table = table_of_topic(topic)
+            table = table_of_topic(topic, self._prefix)
             if table is None:
                 continue
             stored = await self._store.max_offsets(table, topic)
@@ -73,6 +80,7 @@ class EventConsumer:
         store: EventStore,
         *,
         group_id: str = "apicat-clickhouse",
+        topic_prefix: str = TOPIC_PREFIX,
         batch_rows: int = 1_000,
         batch_s: float = 1.0,
         retry_max_s: float = 30.0,
@@ -80,6 +88,7 @@ class EventConsumer:
         self._bootstrap = bootstrap_servers
         self._store = store
         self._group_id = group_id
+        self._prefix = topic_prefix
         self._batch_rows = batch_rows
         self._batch_s = batch_s
         self._retry_max_s = retry_max_s
@@ -102,7 +111,10 @@ class EventConsumer:
         )
         await consumer.start()
         await dlq.start()
-        consumer.subscribe(pattern=TOPIC_PATTERN, listener=_SeekPastStored(consumer, self._store))
+        consumer.subscribe(
+            pattern=topic_pattern(self._prefix),
+            listener=_SeekPastStored(consumer, self._store, self._prefix),
+        )
         try:
             while not stop.is_set():
                 messages = await self._poll(consumer, stop)
@@ -170,6 +182,8 @@ class EventConsumer:
                 ("source", f"{dead.message.topic}/{dead.message.partition}/"
                            f"{dead.message.offset}".encode()),
             ]  # fmt: skip
-            await dlq.send_and_wait(DEAD_LETTER_TOPIC, dead.message.value, headers=headers)
+            await dlq.send_and_wait(
+                dead_letter_topic(self._prefix), dead.message.value, headers=headers
+            )
             self.dead_lettered += 1
         self.batches += 1

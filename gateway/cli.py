@@ -7,14 +7,20 @@ import gc
 import os
 import sys
 from pathlib import Path
+from typing import Literal
 
 import click
 from pydantic import ValidationError
 
+from consumers.kafka_consumer import EventConsumer
+from consumers.migrate import migrate as run_migrations
+from consumers.query import run_query
+from consumers.store import StoreError
 from gateway.app import create_app
 from gateway.config_file import ConfigFileError, load_config_file
 from gateway.container import Container
 from gateway.logs import configure_logging
+from gateway.pipeline import chdb_dir, open_store, start_pipeline
 from gateway.server import install_shutdown_signals, serve_app
 from gateway.settings import ENV_PREFIX, Settings
 from schemas.config import GatewayConfig
@@ -129,12 +135,25 @@ async def _serve(
         click.echo(f"demo upstreams on {upstream_base} (knobs: {upstream_base}/_demo/knobs)")
         config = config or demo_gateway_config(upstream_base)
     assert config is not None
-    container = Container(settings, config)
+    try:
+        pipeline = await start_pipeline(settings, "gateway", stopped)
+    except StoreError as exc:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        _fail([exc.message], "cannot open the event store")
+    container = Container(settings, config, emitter=pipeline.emitter)
     app = create_app(container)
     click.echo(
         f"gateway on http://{host}:{port}  (docs: /docs, health: /health); "
         f"categories: {', '.join(container.routing.category_names) or 'none'}"
     )
+    if pipeline.query_url:
+        click.echo(
+            f'events: chDB in {chdb_dir(settings)}; query with `apicat query "SQL"` '
+            f"or any ClickHouse client at {pipeline.query_url}"
+        )
+    else:
+        click.echo(f"events: Kafka at {settings.kafka_bootstrap_servers}")
     # Everything allocated so far lives as long as the process: move it out of the GC's view
     # so full collections stay short under load.
     gc.freeze()
@@ -143,6 +162,7 @@ async def _serve(
         await asyncio.gather(*tasks)
     finally:
         stop.set()
+        await pipeline.aclose()
 
 
 @main.group()
@@ -157,6 +177,78 @@ def config_validate(path: Path) -> None:
     loaded = load_config(path)
     endpoints = sum(len(category.endpoints) for category in loaded.categories)
     click.echo(f"ok: {len(loaded.categories)} categories, {endpoints} endpoints")
+
+
+@main.command()
+def migrate() -> None:
+    """Create or update the event tables (idempotent; chDB or ClickHouse, same DDL)."""
+    settings = load_settings()
+    _run(_migrate(settings))
+
+
+async def _migrate(settings: Settings) -> None:
+    store = await open_store(settings)
+    try:
+        applied = await run_migrations(store)
+    except StoreError as exc:
+        _fail([exc.message], "migration failed")
+    finally:
+        await store.aclose()
+    click.echo("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+
+
+@main.command()
+@click.argument("sql")
+@click.option(
+    "--format", "output", type=click.Choice(["table", "json", "csv"]), default="table",
+    show_default=True, help="json = a JSON array of row objects",
+)  # fmt: skip
+def query(sql: str, output: Literal["table", "json", "csv"]) -> None:
+    """Run SQL on the event store (works while `apicat serve` runs)."""
+    settings = load_settings()
+    _run(_query(settings, sql, output))
+
+
+async def _query(settings: Settings, sql: str, output: Literal["table", "json", "csv"]) -> None:
+    store = await open_store(settings)
+    try:
+        text = await run_query(store, sql, output)
+    except StoreError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(1)
+    finally:
+        await store.aclose()
+    click.echo(text, nl=not text.endswith("\n"))
+
+
+@main.command()
+@click.option("--group", default="apicat-clickhouse", show_default=True, help="Consumer group.")
+def consumer(group: str) -> None:
+    """Consume events from Kafka into ClickHouse until SIGTERM (several may share a group)."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    if not settings.kafka_bootstrap_servers:
+        _fail(["set APICAT_KAFKA_BOOTSTRAP_SERVERS"], "the consumer needs Kafka")
+    _run(_consume(settings, group))
+
+
+async def _consume(settings: Settings, group: str) -> None:
+    stop = asyncio.Event()
+    install_shutdown_signals(stop)
+    store = await open_store(settings)
+    try:
+        await run_migrations(store)
+        assert settings.kafka_bootstrap_servers is not None
+        worker = EventConsumer(
+            settings.kafka_bootstrap_servers,
+            store,
+            group_id=group,
+            topic_prefix=settings.kafka_topic_prefix,
+        )
+        click.echo(f"consuming {settings.kafka_topic_prefix}* as group {group!r}")
+        await worker.run(stop)
+    finally:
+        await store.aclose()
 
 
 def _register_demo_command() -> None:

@@ -17,20 +17,23 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from gateway.emitter import TransportError
-from schemas.wire import MalformedRecord, decode_record, topic_for
+from schemas.wire import TOPIC_PREFIX, MalformedRecord, decode_record, topic_for
 
 _START_TIMEOUT_S = 10.0
 _SEND_TIMEOUT_S = 30.0
 
 
 class KafkaTransport:
-    """Sends records to ``apicat.events.<type>`` keyed by their partition key."""
+    """Sends records to ``<prefix><type>`` (default ``apicat.events.<type>``) by partition key."""
 
     name = "kafka"
 
-    def __init__(self, bootstrap_servers: str, client_id: str) -> None:
+    def __init__(
+        self, bootstrap_servers: str, client_id: str, topic_prefix: str = TOPIC_PREFIX
+    ) -> None:
         self._bootstrap = bootstrap_servers
         self._client_id = client_id
+        self._prefix = topic_prefix
         self._producer: AIOKafkaProducer | None = None
 
     async def _started(self) -> AIOKafkaProducer:
@@ -67,7 +70,9 @@ class KafkaTransport:
                         event_type, key, payload = decode_record(record)
                     except MalformedRecord:
                         continue  # cannot happen for records we encoded; never block on one
-                    pending.append(await producer.send(topic_for(event_type), payload, key=key))
+                    pending.append(
+                        await producer.send(topic_for(event_type, self._prefix), payload, key=key)
+                    )
                 await asyncio.gather(*pending)
         except (KafkaError, OSError, TimeoutError) as exc:
             await self._reset()

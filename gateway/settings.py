@@ -35,7 +35,10 @@ class Settings(BaseSettings):
     database_url: str | None = None
     redis_url: str | None = None
     kafka_bootstrap_servers: str | None = None
+    kafka_topic_prefix: str = Field(default="apicat.events.", pattern=r"^[A-Za-z0-9._-]{1,100}$")
     clickhouse_url: str | None = None
+    embedded_clickhouse_port: int = Field(default=8124, ge=0, le=65535)
+    """Loopback port of the embedded store's ClickHouse HTTP endpoint (0 = any free port)."""
     admin_password: SecretStr | None = None
 
     rate_limit: str = "120/minute"
