@@ -85,6 +85,7 @@ class BufferedEmitter:
         self._journal = Journal(journal_dir)
         self._buffer: deque[EventEnvelope] = deque()
         self._wake = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._transport_up = True
@@ -123,10 +124,12 @@ class BufferedEmitter:
 
     async def flush(self) -> None:
         """Send everything buffered or journaled now (tests, shutdown); raises if it cannot."""
-        while self._journal.pending_records:
-            await self._replay_once()
-        while self._buffer:
-            await self._send_from_buffer()
+        # One flush at a time: two would read the same journal position and send it twice.
+        async with self._flush_lock:
+            while self._journal.pending_records:
+                await self._replay_once()
+            while self._buffer:
+                await self._send_from_buffer()
 
     def _spill(self, events: Sequence[EventEnvelope], *, sync: bool = True) -> None:
         if not events:

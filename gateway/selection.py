@@ -22,7 +22,7 @@ from gateway.breaker import BreakerRegistry
 from gateway.events import EventEmitter
 from gateway.ranking import ChainStatus, decide
 from gateway.routing import ChainPlan, EndpointRoute, LinkPlan, upstream_url
-from gateway.upstream import UpstreamFetcher, UpstreamResponse
+from gateway.upstream import CallProgress, UpstreamFetcher, UpstreamResponse
 from schemas.events import (
     AttemptOutcome,
     FieldFailure,
@@ -267,9 +267,10 @@ class _ChainRun:
             return response
         clipped = remaining_s < link.timeout_s
         started = time.perf_counter()
+        progress = CallProgress()
         try:
             response = await engine._fetcher.get(
-                url, link.headers, min(link.timeout_s, remaining_s)
+                url, link.headers, min(link.timeout_s, remaining_s), progress
             )
             if clipped and response.outcome is AttemptOutcome.TIMEOUT:
                 response = _with(
@@ -285,9 +286,10 @@ class _ChainRun:
             )
             elapsed = (time.perf_counter() - started) * 1000
             detail = "request deadline reached" if reason == _DEADLINE else "a better chain won"
-            self._record(
-                link, url, retry, UpstreamResponse(outcome, None, None, 0, elapsed, detail)
-            )
+            if progress.sent:  # a call that never left the gateway is not an attempt
+                self._record(
+                    link, url, retry, UpstreamResponse(outcome, None, None, 0, elapsed, detail)
+                )
             raise
         if response.outcome in _BREAKER_FAILURES:
             engine._breakers.record_failure(link.base_url, engine._clock())

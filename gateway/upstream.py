@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Protocol
 
 import aiohttp
@@ -33,9 +34,25 @@ class UpstreamResponse:
 _RETRIABLE = frozenset({AttemptOutcome.HTTP_5XX, AttemptOutcome.CONNECTION_ERROR})
 
 
+class CallProgress:
+    """Set by the fetcher once the request is on the wire.
+
+    A call cancelled before that never reached the upstream, so it is not an attempt.
+    """
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = False
+
+
 class UpstreamFetcher(Protocol):
     async def get(
-        self, url: str, headers: Sequence[tuple[str, str]], timeout_s: float
+        self,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        timeout_s: float,
+        progress: CallProgress | None = None,
     ) -> UpstreamResponse: ...
 
     async def aclose(self) -> None: ...
@@ -49,6 +66,16 @@ def classify_status(status_code: int) -> AttemptOutcome:
     if 400 <= status_code < 500:
         return AttemptOutcome.HTTP_4XX
     return AttemptOutcome.HTTP_OTHER
+
+
+async def _mark_sent(
+    session: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    params: aiohttp.TraceRequestHeadersSentParams,
+) -> None:
+    progress = context.trace_request_ctx
+    if isinstance(progress, CallProgress):
+        progress.sent = True
 
 
 class AiohttpUpstreamClient:
@@ -73,7 +100,10 @@ class AiohttpUpstreamClient:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
+            tracing = aiohttp.TraceConfig()
+            tracing.on_request_headers_sent.append(_mark_sent)
             self._session = aiohttp.ClientSession(
+                trace_configs=[tracing],
                 connector=aiohttp.TCPConnector(
                     limit=self._max_connections, ttl_dns_cache=300, enable_cleanup_closed=True
                 ),
@@ -84,7 +114,11 @@ class AiohttpUpstreamClient:
         return self._session
 
     async def get(
-        self, url: str, headers: Sequence[tuple[str, str]], timeout_s: float
+        self,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        timeout_s: float,
+        progress: CallProgress | None = None,
     ) -> UpstreamResponse:
         """Fetch ``url``; every failure becomes an outcome, cancellation propagates."""
         started = time.perf_counter()
@@ -102,7 +136,11 @@ class AiohttpUpstreamClient:
             async with (
                 asyncio.timeout(timeout_s),
                 self._client().get(
-                    url, headers=list(headers) or None, allow_redirects=True, max_redirects=3
+                    url,
+                    headers=list(headers) or None,
+                    allow_redirects=True,
+                    max_redirects=3,
+                    trace_request_ctx=progress,
                 ) as response,
             ):
                 status = response.status

@@ -11,7 +11,7 @@ from gateway.breaker import BreakerRegistry
 from gateway.events import MemoryEmitter
 from gateway.routing import build_routing_table
 from gateway.selection import RequestContext, RetryPolicy, SelectionEngine
-from gateway.upstream import UpstreamResponse
+from gateway.upstream import CallProgress, UpstreamResponse
 from schemas.config import GatewayConfig
 from schemas.endpoints import ENDPOINTS_BY_KEY, EndpointKey
 from schemas.events import AttemptOutcome, UpstreamAttemptEvent
@@ -49,7 +49,11 @@ class CannedFetcher:
         self._primary_body = primary_body
 
     async def get(
-        self, url: str, headers: Sequence[tuple[str, str]], timeout_s: float
+        self,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        timeout_s: float,
+        progress: CallProgress | None = None,
     ) -> UpstreamResponse:
         body = self._primary_body if "//a.test/" in url else VALID
         return UpstreamResponse(AttemptOutcome.OK, 200, body, len(body), 1.0)
