@@ -110,3 +110,20 @@ def test_serve_loads_the_prd_example_and_answers(prd_file: Path) -> None:
     assert health["checks"]["config"]["active_categories"] == 1
     assert movie.status_code == 404
     assert movie.json()["valid_endpoints"] == ["/api/v1/home"]
+
+
+@pytest.mark.clickhouse
+def test_migrate_is_idempotent_and_says_what_it_applied(tmp_path: Path) -> None:
+    env = {"APICAT_DATA_DIR": str(tmp_path)}
+    first = CliRunner().invoke(main, ["migrate"], env=env)
+    again = CliRunner().invoke(main, ["migrate"], env=env)
+    assert first.exit_code == 0, first.output
+    assert "001_events.sql" in first.output
+    assert again.exit_code == 0
+    assert "nothing (up to date)" in again.output
+
+
+def test_consumer_without_kafka_explains_what_to_set() -> None:
+    result = CliRunner().invoke(main, ["consumer"], env={"APICAT_KAFKA_BOOTSTRAP_SERVERS": ""})
+    assert result.exit_code == 2
+    assert "APICAT_KAFKA_BOOTSTRAP_SERVERS" in result.output
