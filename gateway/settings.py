@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     expose_upstream_urls: bool = False
     """Put upstream URLs into 503 bodies; off by default because they are internal."""
 
+    probe_interval_seconds: int = Field(default=600, ge=10, le=86_400)
+    """Default health-probe interval per upstream (categories may override)."""
+    probe_down_after: int = Field(default=2, ge=1, le=100)
+    """Consecutive failed probes that mark an upstream Down."""
+
     instance: str = Field(default_factory=_default_instance_name)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"

@@ -116,12 +116,36 @@ class EndpointConfig(_Strict):
         return self.ttl_seconds if self.ttl_seconds is not None else self.spec.default_ttl_seconds
 
 
+class ProbeConfig(_Strict):
+    """What the health prober asks every upstream of a category, and how often."""
+
+    interval_seconds: int | None = Field(default=None, ge=10, le=86_400)
+    """``None`` means ``APICAT_PROBE_INTERVAL_SECONDS`` (default 600)."""
+    path: str | None = None
+    """An endpoint path of the category (``{day}`` → ``senin``); default: its first endpoint."""
+    params: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: TimeoutSeconds | None = None
+    """``None`` means the probed endpoint's ``timeout_seconds``."""
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_known(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        normalized = value.rstrip("/") or value
+        if normalized not in ENDPOINTS_BY_PATH:
+            choices = ", ".join(sorted(ENDPOINTS_BY_PATH))
+            raise ValueError(f"unknown endpoint {value!r}; expected one of: {choices}")
+        return normalized
+
+
 class CategoryConfig(_Strict):
     """A category such as ``anime`` or ``drakor`` and the endpoints it serves."""
 
     name: Name
     is_active: bool = True
     endpoints: list[EndpointConfig] = Field(default_factory=list)
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
 
     @field_validator("name")
     @classmethod
@@ -136,6 +160,11 @@ class CategoryConfig(_Strict):
         duplicates = sorted({path for path in paths if paths.count(path) > 1})
         if duplicates:
             raise ValueError(f"endpoints: {', '.join(duplicates)} configured more than once")
+        if self.probe.path is not None and self.probe.path not in paths:
+            raise ValueError(
+                f"probe.path {self.probe.path!r} is not an endpoint of this category "
+                f"(endpoints: {', '.join(paths) or 'none'})"
+            )
         return self
 
 
