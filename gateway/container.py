@@ -15,6 +15,7 @@ from gateway.cache.memory import MemoryCache
 from gateway.cache.redis_store import RedisCache
 from gateway.emitter import BufferedEmitter
 from gateway.events import EventEmitter, MemoryEmitter
+from gateway.health_view import HealthView
 from gateway.ratelimit import IPNetwork, RateLimiter, parse_trusted_proxies
 from gateway.routing import RoutingTable, build_routing_table
 from gateway.selection import RetryPolicy, SelectionEngine
@@ -60,6 +61,7 @@ class Container:
             max_connections=settings.max_upstream_connections,
             user_agent=USER_AGENT,
         )
+        self.health = HealthView(on_recovered=self.breakers.record_success)
         self.engine = SelectionEngine(
             self.fetcher,
             self.breakers,
@@ -69,6 +71,7 @@ class Container:
                 initial_wait_s=settings.retry_initial_wait_seconds,
                 max_wait_s=settings.retry_max_wait_seconds,
             ),
+            health=self.health,
         )
         self.service = CategoryService(
             self.cache,

@@ -20,6 +20,7 @@ import stamina
 
 from gateway.breaker import BreakerRegistry
 from gateway.events import EventEmitter
+from gateway.health_view import HealthView
 from gateway.ranking import ChainStatus, decide
 from gateway.routing import ChainPlan, EndpointRoute, LinkPlan, upstream_url
 from gateway.upstream import CallProgress, UpstreamFetcher, UpstreamResponse
@@ -125,7 +126,9 @@ class SelectionEngine:
         emitter: EventEmitter,
         retry: RetryPolicy,
         clock: Callable[[], float] = time.monotonic,
+        health: HealthView | None = None,
     ) -> None:
+        self._health = health
         self._fetcher = fetcher
         self._breakers = breakers
         self._emitter = emitter
@@ -207,7 +210,8 @@ class _ChainRun:
         self.attempts = attempts
 
     async def chain(self, chain: ChainPlan) -> Winner | None:
-        for link in chain.links:
+        health = self.engine._health
+        for link in health.order(chain.links) if health else chain.links:
             if self.deadline - self.engine._clock() <= _MIN_CALL_S:
                 return None
             url = upstream_url(link.base_url, self.rest, self.params)
