@@ -18,7 +18,7 @@ from schemas.events import (
 )
 
 TOPIC_PREFIX = "apicat.events."
-DEAD_LETTER_TOPIC = "apicat.events.dlq"
+DEAD_LETTER_SUFFIX = "dlq"
 
 
 class MalformedRecord(ValueError):
@@ -52,5 +52,9 @@ def decode_record(record: bytes) -> tuple[str, bytes, bytes]:
     return event_type.decode("ascii", "replace"), key, payload
 
 
-def topic_for(event_type: str) -> str:
-    return TOPIC_PREFIX + event_type
+def topic_for(event_type: str, prefix: str = TOPIC_PREFIX) -> str:
+    return prefix + event_type
+
+
+def dead_letter_topic(prefix: str = TOPIC_PREFIX) -> str:
+    return prefix + DEAD_LETTER_SUFFIX
