@@ -21,6 +21,7 @@ from gateway.config_file import ConfigFileError, load_config_file
 from gateway.container import Container
 from gateway.logs import configure_logging
 from gateway.pipeline import chdb_dir, open_store, start_pipeline
+from gateway.probing import run_probing
 from gateway.server import install_shutdown_signals, serve_app
 from gateway.settings import ENV_PREFIX, Settings
 from schemas.config import GatewayConfig
@@ -158,6 +159,7 @@ async def _serve(
     # so full collections stay short under load.
     gc.freeze()
     tasks.append(asyncio.create_task(serve_app(app, host, port, stopped)))
+    tasks.append(asyncio.create_task(run_probing(container, pipeline.emitter, stop)))
     try:
         await asyncio.gather(*tasks)
     finally:
@@ -251,10 +253,12 @@ async def _consume(settings: Settings, group: str) -> None:
         await store.aclose()
 
 
-def _register_demo_command() -> None:
+def _register_commands() -> None:
     from demo.cli import demo_upstreams
+    from health.cli import prober
 
     main.add_command(demo_upstreams, "demo-upstreams")
+    main.add_command(prober, "prober")
 
 
-_register_demo_command()
+_register_commands()

@@ -45,10 +45,12 @@ async def health_checks(container: Container) -> tuple[str, dict[str, dict[str, 
     checks["cache"]["errors_total"] = container.service.cache_errors
     states = container.breakers.states()
     not_closed = sorted(url for url, state in states.items() if state is not CircuitState.CLOSED)
+    probed_down = container.health.down
     checks["upstreams"] = {
-        "status": "degraded" if not_closed else "healthy",
+        "status": "degraded" if not_closed or probed_down else "healthy",
         "tracked": len(states),
         "circuits_not_closed": len(not_closed),
+        "probed_down": len(probed_down),
     }
     checks["rate_limit"] = {
         "status": "healthy",

@@ -1,1 +1,1 @@
-"""Upstream health prober (health issue)."""
+"""Upstream health: probe schedule, targets, Up/Down status, the prober and ``apicat prober``."""

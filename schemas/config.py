@@ -160,11 +160,20 @@ class CategoryConfig(_Strict):
         duplicates = sorted({path for path in paths if paths.count(path) > 1})
         if duplicates:
             raise ValueError(f"endpoints: {', '.join(duplicates)} configured more than once")
-        if self.probe.path is not None and self.probe.path not in paths:
-            raise ValueError(
-                f"probe.path {self.probe.path!r} is not an endpoint of this category "
-                f"(endpoints: {', '.join(paths) or 'none'})"
+        if self.probe.path is not None:
+            if self.probe.path not in paths:
+                raise ValueError(
+                    f"probe.path {self.probe.path!r} is not an endpoint of this category "
+                    f"(endpoints: {', '.join(paths) or 'none'})"
+                )
+            missing = set(ENDPOINTS_BY_PATH[self.probe.path].required_params) - set(
+                self.probe.params
             )
+            if missing:
+                raise ValueError(
+                    f"probe.params must give {', '.join(sorted(missing))} for "
+                    f"probe.path {self.probe.path!r}"
+                )
         return self
 
 
