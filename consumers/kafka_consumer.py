@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 
 from consumers.batch import Batch, Message, RecentIds, build_batch
 from consumers.rows import TABLE_OF_TYPE
@@ -40,31 +40,50 @@ def table_of_topic(topic: str, prefix: str) -> str | None:
     return TABLE_OF_TYPE.get(topic.removeprefix(prefix))
 
 
-class _SeekPastStored(ConsumerRebalanceListener):  # type: ignore[misc]
-    """On assignment, skip what a previous owner already stored but did not commit."""
+class _StoredFloors(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Per partition, the highest offset already in the store (rows carry ``_offset``).
 
-    def __init__(self, consumer: AIOKafkaConsumer, store: EventStore, prefix: str) -> None:
-        self._consumer = consumer
+    A previous owner may have stored a batch and died before committing it. Messages at or
+    below the floor are skipped (and committed) instead of inserted again. Floors are read
+    lazily on the first batch after an assignment rather than by seeking in the rebalance
+    callback, because the fetcher may already have returned records by the time that
+    callback could seek.
+    """
+
+    def __init__(self, store: EventStore, prefix: str) -> None:
         self._store = store
         self._prefix = prefix
+        self._floors: dict[tuple[str, int], int] = {}
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        return None
+        for tp in revoked:
+            self._floors.pop((tp.topic, tp.partition), None)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        by_topic: dict[str, list[TopicPartition]] = {}
         for tp in assigned:
-            by_topic.setdefault(tp.topic, []).append(tp)
-        for topic, partitions in by_topic.items():
+            self._floors.pop((tp.topic, tp.partition), None)
+
+    async def fresh_only(self, messages: list[Message]) -> list[Message]:
+        unknown = {m.topic for m in messages if (m.topic, m.partition) not in self._floors}
+        for topic in unknown:
             table = table_of_topic(topic, self._prefix)
-            if table is None:
-                continue
-            stored = await self._store.max_offsets(table, topic)
-            for tp in partitions:
-                if tp.partition in stored:
-                    committed = await self._consumer.committed(tp)
-                    if committed is None or committed <= stored[tp.partition]:
-                        self._consumer.seek(tp, stored[tp.partition] + 1)
+            stored = await self._store.max_offsets(table, topic) if table else {}
+            for partition in {m.partition for m in messages if m.topic == topic}:
+                self._floors.setdefault((topic, partition), stored.get(partition, -1))
+        fresh = [m for m in messages if m.offset > self._floors[(m.topic, m.partition)]]
+        for m in fresh:
+            key = (m.topic, m.partition)
+            self._floors[key] = max(self._floors[key], m.offset)
+        return fresh
+
+
+def _next_offsets(messages: Iterable[Message]) -> dict[tuple[str, int], int]:
+    """Commit points covering every polled message, including skipped already-stored ones."""
+    offsets: dict[tuple[str, int], int] = {}
+    for m in messages:
+        key = (m.topic, m.partition)
+        offsets[key] = max(offsets.get(key, 0), m.offset + 1)
+    return offsets
 
 
 class _StoppedMidBatch(Exception):
@@ -111,27 +130,52 @@ class EventConsumer:
         )
         await consumer.start()
         await dlq.start()
-        consumer.subscribe(
-            pattern=topic_pattern(self._prefix),
-            listener=_SeekPastStored(consumer, self._store, self._prefix),
-        )
+        floors = _StoredFloors(self._store, self._prefix)
+        consumer.subscribe(pattern=topic_pattern(self._prefix), listener=floors)
         try:
             while not stop.is_set():
-                messages = await self._poll(consumer, stop)
-                if messages:
-                    batch = build_batch(messages, self._recent)
-                    try:
-                        await self._deliver(batch, dlq, stop)
-                    except _StoppedMidBatch:
-                        break
-                    await consumer.commit(
-                        {TopicPartition(t, p): o for (t, p), o in batch.commit_offsets.items()}
-                    )
+                polled = await self._poll(consumer, stop)
+                if not polled:
+                    continue
+                try:
+                    fresh = await floors.fresh_only(polled)
+                except StoreError as exc:
+                    log.warning("cannot read stored offsets (%s); will read again", exc)
+                    await self._rewind(consumer, polled)
+                    continue
+                batch = build_batch(fresh, self._recent)
+                batch.commit_offsets.update(_next_offsets(polled))
+                try:
+                    await self._deliver(batch, dlq, stop)
+                except _StoppedMidBatch:
+                    break
+                await self._commit(consumer, batch)
         finally:
             with contextlib.suppress(KafkaError, OSError):
                 await consumer.stop()
             with contextlib.suppress(KafkaError, OSError):
                 await dlq.stop()
+
+    async def _commit(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
+        offsets = {TopicPartition(t, p): o for (t, p), o in batch.commit_offsets.items()}
+        try:
+            await consumer.commit(offsets)
+        except (KafkaError, IllegalStateError) as exc:
+            # A rebalance took partitions away mid-batch. The rows are stored; the new owner
+            # skips them by their stored offsets, so nothing is lost or inserted twice.
+            log.warning("commit after rebalance failed (%s); new owner resumes", exc)
+
+    async def _rewind(self, consumer: AIOKafkaConsumer, messages: list[Message]) -> None:
+        """Seek back to the first polled offset per partition so nothing is skipped."""
+        first: dict[tuple[str, int], int] = {}
+        for m in messages:
+            first[(m.topic, m.partition)] = min(
+                first.get((m.topic, m.partition), m.offset), m.offset
+            )
+        for (topic, partition), offset in first.items():
+            with contextlib.suppress(IllegalStateError):
+                consumer.seek(TopicPartition(topic, partition), offset)
+        await asyncio.sleep(1.0)  # the store is down: do not spin
 
     async def _poll(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> list[Message]:
         messages: list[Message] = []

@@ -1,10 +1,11 @@
 """Kafka event transport (aiokafka): idempotent, acks=all, one topic per event type.
 
 A batch counts as delivered only when the broker acknowledged every record of it. Any failure
-raises ``TransportError`` and the emitter journals the batch; the producer is then rebuilt on
-the next try, so a broker that comes back is picked up without restarting the process.
-A batch that timed out may still have reached the broker: the consumers deduplicate by
-``event_id``, so a re-send never double-counts.
+raises ``TransportError`` and the emitter journals the batch. One producer lives as long as
+the process: aiokafka reconnects by itself when the broker comes back (stopping a producer
+while the broker is down would wait on its undeliverable batches and leak it). Records of a
+timed-out batch may still be delivered later by the producer's own retries, and the journal
+replays them too: consumers drop the duplicate by ``event_id``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from gateway.emitter import TransportError
 from schemas.wire import TOPIC_PREFIX, MalformedRecord, decode_record, topic_for
 
 _START_TIMEOUT_S = 10.0
-_SEND_TIMEOUT_S = 30.0
+_SEND_TIMEOUT_S = 10.0
+_STOP_TIMEOUT_S = 5.0
 
 
 class KafkaTransport:
@@ -75,15 +77,13 @@ class KafkaTransport:
                     )
                 await asyncio.gather(*pending)
         except (KafkaError, OSError, TimeoutError) as exc:
-            await self._reset()
             raise TransportError(f"Kafka send failed: {exc!r}") from exc
 
-    async def _reset(self) -> None:
+    async def aclose(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
+            # Bounded: with the broker down, stop() would wait for batches forever; the
+            # emitter has journaled them already.
             with contextlib.suppress(Exception):
-                async with asyncio.timeout(5):
+                async with asyncio.timeout(_STOP_TIMEOUT_S):
                     await producer.stop()
-
-    async def aclose(self) -> None:
-        await self._reset()
