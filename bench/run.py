@@ -1,4 +1,4 @@
-"""Entry of ``make bench``: cache-hit throughput, cache-miss added latency and single-flight."""
+"""Entry of ``make bench``: cache hits, cache misses, single-flight and the event pipeline."""
 
 from __future__ import annotations
 
@@ -25,6 +25,26 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from bench.event_sections import (
+    FULL_EVENTS,
+    QUICK_EVENTS,
+    EventPlan,
+    EventsCostResult,
+    IngestResult,
+    LagResult,
+    Servers,
+    bench_events_cost,
+    bench_ingest,
+    bench_lag,
+    kafka_bootstrap,
+    method_notes,
+    mix_knobs,
+    mixed_config,
+    render_events_cost,
+    render_ingest,
+    render_lag,
+    result_rows,
+)
 from bench.load import (
     LOOPBACK,
     CpuShare,
@@ -52,13 +72,18 @@ SINGLEFLIGHT_CATEGORY = "bench-sf"
 SOURCE = "bench"
 SLOW_SOURCE = "bench-slow"
 SLOW_LATENCY_MS = 200.0
-GATEWAY_ENV = {"APICAT_LOG_LEVEL": "WARNING", "APICAT_RATE_LIMIT": "1000000/second"}
+GATEWAY_ENV = {
+    "APICAT_LOG_LEVEL": "WARNING",
+    "APICAT_RATE_LIMIT": "1000000/second",
+    "APICAT_EMBEDDED_CLICKHOUSE_PORT": "0",
+}
 WRK_THREADS = 1
 WRK_CONNECTIONS = 32
 TARGET_RATIO = 0.8
 TARGET_ADDED_P50_MS = 2.0
 TARGET_ADDED_P99_MS = 10.0
 TARGET_UPSTREAM_CALLS = 1
+EVENTS_HIT_PATH = f"/api/v1/home?category={CATEGORY}"
 
 
 @dataclass(frozen=True)
@@ -71,6 +96,7 @@ class Plan:
     miss_rate_per_s: int
     miss_duration_s: int
     burst: int
+    events: EventPlan
 
     @property
     def miss_count(self) -> int:
@@ -78,10 +104,22 @@ class Plan:
 
 
 FULL = Plan(
-    quick=False, warmup_s=2, throughput_s=10, miss_rate_per_s=200, miss_duration_s=10, burst=20
+    quick=False,
+    warmup_s=2,
+    throughput_s=10,
+    miss_rate_per_s=200,
+    miss_duration_s=10,
+    burst=20,
+    events=FULL_EVENTS,
 )
 QUICK = Plan(
-    quick=True, warmup_s=1, throughput_s=2, miss_rate_per_s=200, miss_duration_s=2, burst=20
+    quick=True,
+    warmup_s=1,
+    throughput_s=2,
+    miss_rate_per_s=200,
+    miss_duration_s=2,
+    burst=20,
+    events=QUICK_EVENTS,
 )
 
 
@@ -155,6 +193,9 @@ class Results:
     hit: HitResult | None = None
     miss: MissResult | None = None
     flight: FlightResult | None = None
+    ingest: IngestResult | None = None
+    events_cost: EventsCostResult | None = None
+    lag: LagResult | None = None
     errors: dict[str, str] = field(default_factory=dict)
     cpu: dict[str, CpuShare] = field(default_factory=dict)
 
@@ -226,10 +267,14 @@ def gateway_config(upstream: str) -> dict[str, object]:
 
 
 def demo_knobs() -> dict[str, object]:
-    """Two clean sources (no faults); only ``bench-slow`` has latency (fixed 200 ms)."""
+    """Two clean sources (no faults); only ``bench-slow`` has latency (fixed 200 ms).
+
+    Plus ``bench-mix`` (a few ms, some invalid answers), used only by (e) and (f).
+    """
     return {
         SOURCE: {},
         SLOW_SOURCE: {"latency": {"kind": "fixed", "median_ms": SLOW_LATENCY_MS}},
+        **mix_knobs(),
     }
 
 
@@ -548,6 +593,8 @@ def render(
         )
     else:
         add("| c | single-flight upstream calls | exactly 1 | not measured | **ERROR** |")
+    for row in result_rows(results.ingest, results.events_cost, results.lag):
+        add(row)
     add("")
     for section, message in results.errors.items():
         add(f"**{section} failed to run:**")
@@ -664,6 +711,13 @@ def render(
         )
         add("")
 
+    if results.events_cost is not None:
+        lines.extend(render_events_cost(results.events_cost, plan.events, EVENTS_HIT_PATH))
+    if results.lag is not None:
+        lines.extend(render_lag(results.lag))
+    if results.ingest is not None:
+        lines.extend(render_ingest(results.ingest, plan.events))
+
     if results.cpu:
         add("### CPU seen during each section")
         add("")
@@ -693,7 +747,8 @@ def render(
         "The machine has few cores (this run: "
         + facts.get("CPUs (nproc)", "?")
         + ") and the load generator (wrk or aiohttp), the gateway, the demo "
-        "upstreams and the hello-world app all run on it and share them, so absolute figures are "
+        "upstreams, the hello-world app and, for (d), the Kafka broker and the consumer "
+        "workers all run on it and share them, so absolute figures are "
         "lower, and tails longer, than on a machine where the client is elsewhere; it is also a "
         "shared VM, so req/s moves by 10-20 % from run to run. Compare the ratios and "
         "differences, which are measured back to back in one run, and repeat a run before "
@@ -728,12 +783,25 @@ def render(
         f"`{SLOW_SOURCE}` (fixed {SLOW_LATENCY_MS:g} ms latency). Demo upstreams started with "
         "`python -m demo --host 127.0.0.1 --port 0 --no-defaults --knobs <file>`."
     )
+    add(
+        "- (e), (f) gateways: `python -m bench.gateway_launcher --config "
+        "gateway-config-mixed.json --host 127.0.0.1 --port <port> --events on|off`, same "
+        "environment as above with a data dir each; the config adds categories `mix-a` "
+        "(all eight endpoints from `bench-mix`: lognormal latency, median 2 ms, p99 15 ms, 5 % "
+        "invalid answers, falling back to `bench`) and `mix-b` (all eight from `bench`)."
+    )
+    add(
+        "- (d) workers: `python -m bench.pipeline consume|store-only|chdb-http ...`, each its "
+        "own process with a fresh chDB directory; no `APICAT_*` variable is passed on."
+    )
     add("")
     add("## Method")
     add("")
     add(
         "- Order: (c) first on a cold gateway, then (b), then (a), so the latency runs are not "
-        "preceded by a high-throughput run; one process set serves all three."
+        "preceded by a high-throughput run; one process set serves all three. Then (e) and (f) "
+        "on gateways of their own (same demo upstreams), and (d) last, whose chDB and Kafka "
+        "work would otherwise leave background merges behind."
     )
     add(
         "- (a) The key is fetched twice first (MISS, then HIT is checked). wrk runs closed-loop: "
@@ -757,6 +825,7 @@ def render(
         "- (c) The upstream call count is the demo server's own per-source counter, read "
         "before and after."
     )
+    lines.extend(method_notes(plan.events))
     add("- Targets missed are reported as MISS; the run still exits 0.")
     add("")
     return "\n".join(lines)
@@ -774,23 +843,30 @@ def _uvloop_runner() -> asyncio.Runner:
 
 
 @contextlib.contextmanager
-def _section(results: Results, name: str, pgids: frozenset[int]) -> Iterator[None]:
-    """Record a section's error instead of raising, and the CPU it saw used."""
-    before = cpu_snapshot(pgids)
+def _section(results: Results, name: str, pgids: Callable[[], frozenset[int]]) -> Iterator[None]:
+    """Record a section's error instead of raising, and the CPU it saw used.
+
+    ``pgids`` is asked at both ends: servers a section starts and stops are counted while
+    they run (their process group) and once reaped (this process's children times).
+    """
+    before = cpu_snapshot(pgids())
     try:
         yield
     except Exception:
-        results.errors[name] = traceback.format_exc(limit=6)
+        results.errors[name] = traceback.format_exc(limit=8)
         print(f"  {name} FAILED:\n{results.errors[name]}", file=sys.stderr, flush=True)
     finally:
-        results.cpu[name] = cpu_share(before, cpu_snapshot(pgids))
+        results.cpu[name] = cpu_share(before, cpu_snapshot(pgids()))
 
 
-def run(plan: Plan, use_wrk: bool, fallback_reason: str | None) -> tuple[Results, Stack | None]:
-    """Start the servers, run (c), (b), (a) and stop every server whatever happens."""
+def run(
+    plan: Plan, use_wrk: bool, fallback_reason: str | None, kafka: tuple[str, str]
+) -> tuple[Results, Stack | None]:
+    """Start the servers, run (c), (b), (a), (e), (f), (d); stop every server whatever happens."""
     results = Results()
     stack: Stack | None = None
     servers: list[ServerProcess] = []
+    tracked = Servers(servers)
     with tempfile.TemporaryDirectory(prefix="apicat-bench-") as work:
         try:
             print("starting demo upstreams, gateway and hello-world ...", flush=True)
@@ -808,10 +884,21 @@ def run(plan: Plan, use_wrk: bool, fallback_reason: str | None) -> tuple[Results
                         "(a) cache-hit throughput",
                         lambda: _set_hit(results, stack, plan, runner, use_wrk, fallback_reason),
                     ),
+                    (
+                        "(e) events on vs off",
+                        lambda: _set_events_cost(
+                            results, stack, plan, runner, Path(work), tracked, use_wrk
+                        ),
+                    ),
+                    ("(f) event lag", lambda: _set_lag(results, stack, plan, Path(work), tracked)),
+                    (
+                        "(d) consumer ingest",
+                        lambda: _set_ingest(results, plan, runner, Path(work), tracked, kafka),
+                    ),
                 ]
                 for name, step in sections:
                     print(f"{name} ...", flush=True)
-                    with _section(results, name, stack.pgids):
+                    with _section(results, name, tracked.pgids):
                         step()
         finally:
             for server in reversed(servers):
@@ -841,6 +928,57 @@ def _set_hit(
     results.hit = bench_cache_hit(stack, plan, runner, use_wrk, fallback_reason)
 
 
+def _events_env() -> dict[str, str]:
+    """Environment of the (e)/(f) gateways: (a)'s, without a data dir (each gets its own)."""
+    return clean_environ() | GATEWAY_ENV
+
+
+def _events_config(work: Path, stack: Stack) -> Path:
+    path = work / "gateway-config-mixed.json"
+    if not path.exists():
+        config = mixed_config(gateway_config(stack.upstream), stack.upstream)
+        path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+def _set_events_cost(
+    results: Results,
+    stack: Stack | None,
+    plan: Plan,
+    runner: asyncio.Runner,
+    work: Path,
+    servers: Servers,
+    use_wrk: bool,
+) -> None:
+    assert stack is not None
+    results.events_cost = bench_events_cost(
+        plan.events, runner, work, servers, _events_config(work, stack), _events_env(),
+        EVENTS_HIT_PATH, use_wrk,
+    )  # fmt: skip
+
+
+def _set_lag(
+    results: Results, stack: Stack | None, plan: Plan, work: Path, servers: Servers
+) -> None:
+    assert stack is not None
+    results.lag = bench_lag(plan.events, work, servers, _events_config(work, stack), _events_env())
+
+
+def _set_ingest(
+    results: Results,
+    plan: Plan,
+    runner: asyncio.Runner,
+    work: Path,
+    servers: Servers,
+    kafka: tuple[str, str],
+) -> None:
+    results.ingest = IngestResult(bootstrap=kafka[0], bootstrap_from=kafka[1])
+    bench_ingest(
+        plan.events, runner, work / "ingest", servers, clean_environ(), kafka[0], kafka[1],
+        results.ingest,
+    )  # fmt: skip
+
+
 def _interrupt_on_sigterm() -> None:
     """Turn SIGTERM into KeyboardInterrupt so the ``finally`` that stops servers runs."""
 
@@ -857,6 +995,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-wrk", action="store_true", help="use the Python load generator even if wrk exists"
     )
+    parser.add_argument(
+        "--kafka",
+        metavar="HOST:PORT",
+        help="broker for (d); default $APICAT_TEST_KAFKA_BOOTSTRAP_SERVERS, then "
+        ".cache/services.env, then 127.0.0.1:19092",
+    )
     args_list = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(args_list)
     plan = QUICK if args.quick else FULL
@@ -871,7 +1015,9 @@ def main(argv: list[str] | None = None) -> int:
     facts = machine_facts()
     started = time.monotonic()
     try:
-        results, stack = run(plan, fallback_reason is None, fallback_reason)
+        results, stack = run(
+            plan, fallback_reason is None, fallback_reason, kafka_bootstrap(args.kafka)
+        )
     except KeyboardInterrupt:
         print("interrupted; every server was stopped, no report written", file=sys.stderr)
         return 130
