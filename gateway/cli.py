@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Literal
@@ -22,6 +23,7 @@ from gateway.container import Container
 from gateway.logs import configure_logging
 from gateway.pipeline import chdb_dir, open_store, start_pipeline
 from gateway.probing import run_probing
+from gateway.reload import reload_config
 from gateway.server import install_shutdown_signals, serve_app
 from gateway.settings import ENV_PREFIX, Settings
 from schemas.config import GatewayConfig
@@ -96,7 +98,7 @@ def serve(config_path: Path | None, demo: bool, host: str, port: int, demo_port:
     file_config = load_config(config_path) if config_path else None
     if file_config is None and not demo:
         _fail(["pass --config FILE (PRD JSON format) or --demo"], "no routing config")
-    _run(_serve(settings, file_config, demo, host, port, demo_port))
+    _run(_serve(settings, file_config, demo, host, port, demo_port, config_path))
 
 
 async def _serve(
@@ -106,6 +108,7 @@ async def _serve(
     host: str,
     port: int,
     demo_port: int,
+    config_path: Path | None = None,
 ) -> None:
     stop = asyncio.Event()
     install_shutdown_signals(stop)
@@ -160,6 +163,10 @@ async def _serve(
     gc.freeze()
     tasks.append(asyncio.create_task(serve_app(app, host, port, stopped)))
     tasks.append(asyncio.create_task(run_probing(container, pipeline.emitter, stop)))
+    if config_path is not None:
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGHUP, reload_config, container, config_path
+        )
     try:
         await asyncio.gather(*tasks)
     finally:
