@@ -22,6 +22,7 @@ from gateway.selection import RetryPolicy, SelectionEngine
 from gateway.service import CategoryService, ServicePolicy
 from gateway.settings import Settings
 from gateway.upstream import AiohttpUpstreamClient, UpstreamFetcher
+from health.status import MemoryStatusStore, RedisStatusStore, StatusStore
 from schemas.config import GatewayConfig
 from schemas.events import CircuitChangeEvent
 
@@ -62,6 +63,9 @@ class Container:
             user_agent=USER_AGENT,
         )
         self.health = HealthView(on_recovered=self.breakers.record_success)
+        self.probe_status: StatusStore = (
+            RedisStatusStore(settings.redis_url) if settings.redis_url else MemoryStatusStore()
+        )
         self.engine = SelectionEngine(
             self.fetcher,
             self.breakers,
@@ -111,6 +115,7 @@ class Container:
         await self.fetcher.aclose()
         await self.limiter.aclose()
         await self.cache.aclose()
+        await self.probe_status.aclose()
         # Last, so the events of everything above are flushed (or journaled) too.
         if isinstance(self.emitter, BufferedEmitter):
             await self.emitter.aclose()

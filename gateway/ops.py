@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
+from datetime import UTC, datetime
 
 from quart import Quart, Response
 from quart_schema import document_response, tag
@@ -13,6 +14,7 @@ from gateway.container import Container
 from gateway.emitter import BufferedEmitter
 from gateway.events import MemoryEmitter
 from gateway.responses import json_response
+from health.status import StatusStoreError
 from schemas.api import HealthBody
 
 _PING_TIMEOUT_S = 1.0
@@ -79,6 +81,10 @@ def event_pipeline_check(container: Container) -> dict[str, object]:
     return {"status": "healthy", "transport": type(emitter).__name__}
 
 
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds")
+
+
 def register_ops(app: Quart, container: Container) -> None:
     @app.get("/livez")
     @tag(["operations"])
@@ -94,6 +100,36 @@ def register_ops(app: Quart, container: Container) -> None:
         """Ready for traffic unless unhealthy (for load balancers)."""
         overall, checks = await health_checks(container)
         return json_response({"status": overall, "checks": checks}, _STATUS_CODE[overall])
+
+    @app.get("/health/upstreams")
+    @tag(["operations"])
+    async def health_upstreams() -> Response:
+        """Latest probe result per upstream URL: status, up, latency, last check, last change."""
+        try:
+            statuses = await container.probe_status.get_all()
+        except StatusStoreError as exc:
+            return json_response(
+                {"code": "status_store_unavailable", "message": str(exc)[:300]}, 503
+            )
+        body = [
+            {
+                "url": s.url,
+                "category": s.category,
+                "source": s.source_name,
+                "status": s.status.value,
+                "up": s.up,
+                "routed_as_down": container.health.is_down(s.url),
+                "circuit": states.get(s.url, CircuitState.CLOSED).value,
+                "latency_ms": round(s.latency_ms, 1),
+                "consecutive_failures": s.consecutive_failures,
+                "checked_at": _iso(s.checked_at),
+                "changed_at": _iso(s.changed_at),
+                "detail": s.detail,
+            }
+            for states in [container.breakers.states()]
+            for s in sorted(statuses.values(), key=lambda s: (s.category, s.url))
+        ]
+        return json_response({"upstreams": body})
 
     @app.get("/health")
     @tag(["operations"])

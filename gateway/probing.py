@@ -16,13 +16,7 @@ from collections.abc import Sequence
 from gateway.container import Container
 from gateway.events import EventEmitter
 from health.prober import Prober
-from health.status import (
-    MemoryStatusStore,
-    RedisStatusStore,
-    StatusStore,
-    StatusStoreError,
-    UpstreamStatus,
-)
+from health.status import RedisStatusStore, StatusStoreError, UpstreamStatus
 from health.targets import ProbeTarget, probe_targets
 from schemas.config import GatewayConfig
 
@@ -49,9 +43,7 @@ class _TargetsOfCurrentConfig:
 async def run_probing(container: Container, emitter: EventEmitter, stop: asyncio.Event) -> None:
     """Probe upstreams until ``stop``; mark results in ``container.health``."""
     settings = container.settings
-    store: StatusStore = (
-        RedisStatusStore(settings.redis_url) if settings.redis_url else MemoryStatusStore()
-    )
+    store = container.probe_status
 
     def on_status(new: UpstreamStatus, previous: UpstreamStatus | None) -> None:
         container.health.mark(new.url, new.up)
@@ -69,10 +61,7 @@ async def run_probing(container: Container, emitter: EventEmitter, stop: asyncio
     tasks = [asyncio.create_task(prober.run(stop), name="prober")]
     if isinstance(store, RedisStatusStore):
         tasks.append(asyncio.create_task(_follow(store, container, stop), name="probe-follower"))
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        await store.aclose()
+    await asyncio.gather(*tasks)
 
 
 async def _follow(store: RedisStatusStore, container: Container, stop: asyncio.Event) -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from gateway.emitter import BufferedEmitter, EmitterPolicy, TransportError
 from health.prober import Prober
-from health.status import MemoryStatusStore
 from health.targets import probe_targets
 from tests.support.gateway import Source, build_config, gateway_settings, running_gateway
 from tests.support.upstreams import DemoUpstreams
@@ -26,7 +25,7 @@ async def test_probed_down_primary_is_routed_around_and_comes_back_after_one_goo
         prober = Prober(
             lambda: probe_targets(config, 600),
             gw.container.fetcher,
-            MemoryStatusStore(),
+            gw.container.probe_status,
             gw.events,
             holder="test",
             instance="test",
@@ -48,6 +47,14 @@ async def test_probed_down_primary_is_routed_around_and_comes_back_after_one_goo
         degraded = (await gw.get("/health")).json()
         assert degraded["status"] == "degraded"
         assert degraded["checks"]["upstreams"]["probed_down"] == 1
+        listed = (await gw.get("/health/upstreams")).json()["upstreams"]
+        (alpha_row,) = [row for row in listed if row["url"] == alpha.base_url]
+        assert (alpha_row["status"], alpha_row["up"], alpha_row["routed_as_down"]) == (
+            "Error",
+            False,
+            True,
+        )
+        assert alpha_row["consecutive_failures"] == 2
 
         assert (await prober.probe(alpha)).up
         back = await gw.get(MOVIE.format(2))
