@@ -64,8 +64,13 @@ class Settings(BaseSettings):
 
     probe_interval_seconds: int = Field(default=600, ge=10, le=86_400)
     """Default health-probe interval per upstream (categories may override)."""
-    probe_down_after: int = Field(default=2, ge=1, le=100)
-    """Consecutive failed probes that mark an upstream Down."""
+    probe_down_after: int = Field(default=1, ge=1, le=100)
+    """Consecutive failed probes that mark an upstream Down.
+
+    1 by default: Down only moves a link to the end of its chain (it is still tried when the
+    healthy links fail), so a false alarm costs little, while detection and recovery both
+    stay within one probe interval. Raise it to trade detection time for fewer flips.
+    """
 
     instance: str = Field(default_factory=_default_instance_name)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

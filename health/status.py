@@ -1,7 +1,7 @@
 """Each upstream's current health: the Up/Down state machine and the stores that share it.
 
 State machine (pure, :func:`next_status`), per upstream base URL, ``N = down_after``
-(``APICAT_PROBE_DOWN_AFTER``, default 2)::
+(``APICAT_PROBE_DOWN_AFTER``, default 1)::
 
     (none) --probe OK-----------------------------> Up, failures 0
     (none) --probe not OK (Timeout/Error/Invalid)-> failures 1, Down if N == 1 else Up
