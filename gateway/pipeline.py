@@ -25,7 +25,7 @@ from consumers.chdb_http import serve_chdb_http
 from consumers.embedded import EmbeddedTransport
 from consumers.migrate import migrate
 from consumers.store import ChdbStore, ClickHouseStore, EventStore, StoreError
-from gateway.emitter import BufferedEmitter, EmitterPolicy, EventTransport
+from gateway.emitter import BufferedEmitter, EventTransport
 from gateway.kafka_transport import KafkaTransport
 from gateway.settings import Settings
 
@@ -81,12 +81,7 @@ async def start_pipeline(
         return Pipeline(BufferedEmitter(transport, journal))
     store = ChdbStore(chdb_dir(settings))
     await migrate(store)
-    # chDB pays ~25 ms per insert whatever its size (plus a rollup part per insert), so the
-    # embedded path sends fewer, larger batches: at most one a second keeps the request
-    # path's share of CPU down and events still queryable within ~1 s.
-    emitter = BufferedEmitter(
-        EmbeddedTransport(store), journal, EmitterPolicy(batch_size=20_000, linger_s=1.0)
-    )
+    emitter = BufferedEmitter(EmbeddedTransport(store), journal)
     bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(
         serve_chdb_http(
