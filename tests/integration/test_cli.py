@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
+from tests.support.net import free_port
 from tests.unit.test_config_model import PRD_EXAMPLE
 
 BAD_CONFIG = b"""{"categories": [{"name": "anime", "endpoints": [{"path": "/api/v1/home",
@@ -62,12 +62,6 @@ def test_serve_without_any_config_explains_what_to_pass() -> None:
     assert "--config FILE" in result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def _serving(args: list[str], port: int) -> Iterator[httpx.Client]:
     env = {**os.environ, "APICAT_LOG_LEVEL": "WARNING"}
@@ -102,7 +96,7 @@ def _serving(args: list[str], port: int) -> Iterator[httpx.Client]:
 
 
 def test_serve_loads_the_prd_example_and_answers(prd_file: Path) -> None:
-    port = _free_port()
+    port = free_port()
     with _serving(["serve", "--config", str(prd_file), "--port", str(port)], port) as client:
         health = client.get("/health").json()
         # /movie is not configured for anime in the PRD example: answered without any upstream.

@@ -22,6 +22,7 @@ from gateway.container import Container
 from gateway.emitter import BufferedEmitter, TransportError
 from schemas.events import AttemptOutcome, UpstreamAttemptEvent
 from tests.support.gateway import Source, build_config, gateway_settings
+from tests.support.net import free_port
 from tests.support.upstreams import DemoUpstreams
 
 pytestmark = pytest.mark.clickhouse
@@ -148,9 +149,7 @@ def serving(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         "APICAT_EMBEDDED_CLICKHOUSE_PORT": "0",
         "APICAT_LOG_LEVEL": "WARNING",
     }
-    with contextlib.closing(__import__("socket").socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     command = [sys.executable, "-c", "from gateway.cli import main; main()", "serve", "--demo"]
     process = subprocess.Popen(
         [*command, "--port", str(port), "--demo-port", "0"],

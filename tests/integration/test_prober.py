@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from health.targets import ProbeTarget, probe_targets
 from schemas.endpoints import EndpointKey
 from schemas.events import HealthProbeEvent, ProbeStatus
 from tests.support.gateway import Source, build_config
+from tests.support.net import free_port
 from tests.support.upstreams import DemoUpstreams
 
 HOME = "/api/v1/home"
@@ -168,9 +168,7 @@ async def test_answer_that_fails_validation_is_invalid(
 
 
 async def test_unreachable_upstream_is_error(fetcher: AiohttpUpstreamClient) -> None:
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nobody listens on it
     target = ProbeTarget(
         "anime", "gone", f"http://127.0.0.1:{port}/v1", f"http://127.0.0.1:{port}/v1/home",
         EndpointKey.HOME, 600.0, 2.0, (), 0.5,
