@@ -73,21 +73,21 @@ async def _serve(container: Container, spec: EndpointSpec, day: str | None) -> R
         max_length=settings.max_param_length,
     )
     table = container.routing
-    if category is not None and category.lower() == "all":
-        routes = table.routes_for_all(spec)
-        state.category = "all"
-    else:
-        routes = [table.resolve(category, spec)]
-        state.category = routes[0].category
+    every_category = category is not None and category.lower() == "all"
+    # Category errors come before parameter errors: they tell the client what exists.
+    routes = table.routes_for_all(spec) if every_category else [table.resolve(category, spec)]
     rest = concrete_rest(spec, day)
     require_params(spec, params)
-    if state.category != "all":
-        answer = await container.service.answer(routes[0], rest, params, state.context)
-        state.cache_status = answer.cache_status
-        state.source_name = answer.entry.source_name
-        state.fallback_depth = answer.entry.fallback_depth
-        return raw_json_response(answer.entry.body, headers=answer_headers(answer))
-    return await _serve_all(container, state, routes, rest, params)
+    if every_category:
+        state.category = "all"
+        return await _serve_all(container, state, routes, rest, params)
+    (route,) = routes
+    state.category = route.category
+    answer = await container.service.answer(route, rest, params, state.context)
+    state.cache_status = answer.cache_status
+    state.source_name = answer.entry.source_name
+    state.fallback_depth = answer.entry.fallback_depth
+    return raw_json_response(answer.entry.body, headers=answer_headers(answer))
 
 
 async def _serve_all(
