@@ -117,7 +117,10 @@ class _RetriableFailure(Exception):
 
 
 class SelectionEngine:
-    """Runs chains for one request at a time; safe to share across requests in one loop."""
+    """Runs the chains of each request; one engine serves every request of one event loop.
+
+    Its attributes are the parts each request's run uses (read-only after construction).
+    """
 
     def __init__(
         self,
@@ -128,12 +131,12 @@ class SelectionEngine:
         clock: Callable[[], float] = time.monotonic,
         health: HealthView | None = None,
     ) -> None:
-        self._health = health
-        self._fetcher = fetcher
-        self._breakers = breakers
-        self._emitter = emitter
-        self._retry = retry
-        self._clock = clock
+        self.health = health
+        self.fetcher = fetcher
+        self.breakers = breakers
+        self.emitter = emitter
+        self.retry = retry
+        self.clock = clock
 
     async def select(
         self,
@@ -152,7 +155,7 @@ class SelectionEngine:
             ctx: ids stamped on every event.
             deadline_s: seconds the whole selection may take.
         """
-        deadline = self._clock() + deadline_s
+        deadline = self.clock() + deadline_s
         attempts: list[AttemptRecord] = []
         run = _ChainRun(self, route, rest, params, ctx, deadline, attempts)
         tasks = [asyncio.create_task(run.chain(chain)) for chain in route.chains]
@@ -164,7 +167,7 @@ class SelectionEngine:
         timed_out = False
         try:
             # Calls are already clipped to the deadline; this net also covers retry backoff.
-            async with asyncio.timeout(max(0.0, deadline - self._clock()) + _DEADLINE_GRACE_S):
+            async with asyncio.timeout(max(0.0, deadline - self.clock()) + _DEADLINE_GRACE_S):
                 while pending:
                     done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                     for task in done:
@@ -210,12 +213,12 @@ class _ChainRun:
         self.attempts = attempts
 
     async def chain(self, chain: ChainPlan) -> Winner | None:
-        health = self.engine._health
+        health = self.engine.health
         for link in health.order(chain.links) if health else chain.links:
-            if self.deadline - self.engine._clock() <= _MIN_CALL_S:
+            if self.deadline - self.engine.clock() <= _MIN_CALL_S:
                 return None
             url = upstream_url(link.base_url, self.rest, self.params)
-            if not self.engine._breakers.allow(link.base_url, self.engine._clock()):
+            if not self.engine.breakers.allow(link.base_url, self.engine.clock()):
                 self._record(link, url, 0, UpstreamResponse(
                     AttemptOutcome.CIRCUIT_OPEN, None, None, 0, 0.0, "circuit open; link skipped"
                 ))  # fmt: skip
@@ -232,12 +235,12 @@ class _ChainRun:
         # Only a retriable failure pays for the retry machinery. Its first iteration replays
         # the failure already in hand, so stamina's backoff runs before the actual retry.
         engine = self.engine
-        policy = engine._retry
+        policy = engine.retry
         try:
             for retry in stamina.retry_context(
                 on=_RetriableFailure,
                 attempts=policy.attempts,
-                timeout=max(self.deadline - engine._clock(), 0.001),
+                timeout=max(self.deadline - engine.clock(), 0.001),
                 wait_initial=policy.initial_wait_s,
                 wait_max=policy.max_wait_s,
                 wait_jitter=policy.initial_wait_s,
@@ -256,13 +259,13 @@ class _ChainRun:
         # Retrying a link whose circuit just opened would hammer it; move on instead.
         return (
             response.retriable
-            and self.engine._retry.attempts > 1
-            and self.engine._breakers.is_closed(link.base_url)
+            and self.engine.retry.attempts > 1
+            and self.engine.breakers.is_closed(link.base_url)
         )
 
     async def _call(self, link: LinkPlan, url: str, retry: int) -> UpstreamResponse:
         engine = self.engine
-        remaining_s = self.deadline - engine._clock()
+        remaining_s = self.deadline - engine.clock()
         if remaining_s <= _MIN_CALL_S:
             response = UpstreamResponse(
                 AttemptOutcome.DEADLINE_EXCEEDED, None, None, 0, 0.0, "request deadline reached"
@@ -273,7 +276,7 @@ class _ChainRun:
         started = time.perf_counter()
         progress = CallProgress()
         try:
-            response = await engine._fetcher.get(
+            response = await engine.fetcher.get(
                 url, link.headers, min(link.timeout_s, remaining_s), progress
             )
             if clipped and response.outcome is AttemptOutcome.TIMEOUT:
@@ -281,7 +284,7 @@ class _ChainRun:
                     response, AttemptOutcome.DEADLINE_EXCEEDED, "request deadline reached"
                 )
         except asyncio.CancelledError as cancel:
-            engine._breakers.record_abandoned(link.base_url)
+            engine.breakers.record_abandoned(link.base_url)
             reason = cancel.args[0] if cancel.args else None
             outcome = (
                 AttemptOutcome.DEADLINE_EXCEEDED
@@ -296,9 +299,9 @@ class _ChainRun:
                 )
             raise
         if response.outcome in _BREAKER_FAILURES:
-            engine._breakers.record_failure(link.base_url, engine._clock())
+            engine.breakers.record_failure(link.base_url, engine.clock())
         else:
-            engine._breakers.record_success(link.base_url)
+            engine.breakers.record_success(link.base_url)
         if response.outcome is not AttemptOutcome.OK:
             self._record(link, url, retry, response)
         return response
@@ -330,7 +333,7 @@ class _ChainRun:
                 f" (+{len(result.issues) - 1} more)" if len(result.issues) > 1 else ""
             )
             self._record(link, url, retry, _with(response, outcome, detail), result.confidence)
-            self.engine._emitter.emit(
+            self.engine.emitter.emit(
                 ValidationFailureEvent(
                     **self._link_fields(link, url),
                     failures=[
@@ -376,7 +379,7 @@ class _ChainRun:
                 response.detail,
             )
         )
-        self.engine._emitter.emit(
+        self.engine.emitter.emit(
             UpstreamAttemptEvent.build(
                 **self._link_fields(link, url),
                 retry=retry,
