@@ -92,15 +92,6 @@ def register_ops(app: Quart, container: Container) -> None:
         """The process is up and its event loop answers."""
         return json_response({"status": "healthy"})
 
-    @app.get("/readyz")
-    @tag(["operations"])
-    @document_response(HealthBody, 200)
-    @document_response(HealthBody, 503)
-    async def readyz() -> Response:
-        """Ready for traffic unless unhealthy (for load balancers)."""
-        overall, checks = await health_checks(container)
-        return json_response({"status": overall, "checks": checks}, _STATUS_CODE[overall])
-
     @app.get("/health/upstreams")
     @tag(["operations"])
     async def health_upstreams() -> Response:
@@ -111,6 +102,7 @@ def register_ops(app: Quart, container: Container) -> None:
             return json_response(
                 {"code": "status_store_unavailable", "message": str(exc)[:300]}, 503
             )
+        circuits = container.breakers.states()
         body = [
             {
                 "url": s.url,
@@ -119,18 +111,19 @@ def register_ops(app: Quart, container: Container) -> None:
                 "status": s.status.value,
                 "up": s.up,
                 "routed_as_down": container.health.is_down(s.url),
-                "circuit": states.get(s.url, CircuitState.CLOSED).value,
+                "circuit": circuits.get(s.url, CircuitState.CLOSED).value,
                 "latency_ms": round(s.latency_ms, 1),
                 "consecutive_failures": s.consecutive_failures,
                 "checked_at": _iso(s.checked_at),
                 "changed_at": _iso(s.changed_at),
                 "detail": s.detail,
             }
-            for states in [container.breakers.states()]
             for s in sorted(statuses.values(), key=lambda s: (s.category, s.url))
         ]
         return json_response({"upstreams": body})
 
+    # One view for both: a load balancer's readiness is exactly "not unhealthy".
+    @app.get("/readyz")
     @app.get("/health")
     @tag(["operations"])
     @document_response(HealthBody, 200)
