@@ -8,8 +8,10 @@ Tree::
     │   ├── InvalidParameter          (400, invalid_parameter)
     │   └── InvalidDay                (400, invalid_day)
     ├── NotFound                      (404, not_found)
+    │   ├── UnknownEndpoint           (404, unknown_endpoint)
     │   ├── UnknownCategory           (404, unknown_category)
     │   └── EndpointNotConfigured     (404, endpoint_not_configured)
+    ├── MethodNotAllowed              (405, method_not_allowed)
     ├── RateLimited                   (429, rate_limited)
     └── AllSourcesFailed              (503, all_sources_failed, retriable)
 """
@@ -66,12 +68,25 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
+class UnknownEndpoint(NotFound):
+    code = "unknown_endpoint"
+
+
 class UnknownCategory(NotFound):
     code = "unknown_category"
 
 
 class EndpointNotConfigured(NotFound):
     code = "endpoint_not_configured"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allowed: str) -> None:
+        super().__init__(message)
+        self.headers = {"Allow": allowed}
 
 
 class RateLimited(GatewayError):

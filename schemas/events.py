@@ -84,6 +84,8 @@ class RequestEvent(EventEnvelope):
 
     type: Literal["request"] = "request"
     category: str
+    # The endpoint template, as attempts name it ("/api/v1/jadwal-rilis/{day}"); the request
+    # path itself when it matched no endpoint (a 404).
     endpoint: str
     path: str
     status: int
