@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import enum
-import uuid
+import random
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar, cast
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,8 +42,20 @@ class CacheStatus(enum.StrEnum):
     BYPASS = "BYPASS"
 
 
+# Version 4 and the RFC 4122 variant, set into 128 random bits.
+_UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62)) & (2**128 - 1)
+_UUID4_SET = (0x4 << 76) | (0x2 << 62)
+
+
 def _new_event_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID string.
+
+    Not ``uuid.uuid4()``: its ``os.urandom`` call is a syscall per event, a third of an event's
+    cost on the cache-hit path. Event ids must be unique, not secret, so the bits come from the
+    stdlib's generator (seeded from ``os.urandom``, reseeded in forked children).
+    """
+    value = f"{random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET:032x}"
+    return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
 
 
 def _utc_now() -> datetime:
@@ -65,18 +77,39 @@ class EventEnvelope(BaseModel):
     trace_id: str = ""
     instance: str = ""
 
+    # Defaults that are plain values (not factories), per event class; see ``build``.
+    plain_defaults: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.plain_defaults = {
+            name: info.default
+            for name, info in cls.model_fields.items()
+            if not info.is_required() and info.default_factory is None
+        }
+
     @classmethod
     def build(cls: type[_EventT], **fields: Any) -> _EventT:
         """Construct without validation, for hot paths whose fields are typed by construction.
 
-        Fills the generated fields itself: pydantic's ``model_construct`` would otherwise
-        inspect the default factories' signatures on every call, which dominated the
-        cost of an event on the cache-hit path.
+        What ``model_construct`` does, minus its per-field loop over defaults and factories,
+        which cost more than the rest of an event on the cache-hit path. A test keeps the
+        result equal to a validated instance.
         """
-        fields.setdefault("event_id", str(uuid.uuid4()))
-        fields.setdefault("ts", datetime.now(UTC))
-        # The pydantic mypy plugin types model_construct as the declaring class, not cls.
-        return cast(_EventT, cls.model_construct(**fields))
+        # Envelope first, so a record in the journal or on Kafka reads in a useful order.
+        values = {
+            "event_id": fields.pop("event_id", None) or _new_event_id(),
+            "ts": fields.pop("ts", None) or datetime.now(UTC),
+            **cls.plain_defaults,
+            **fields,
+        }
+        event = cls.__new__(cls)
+        object.__setattr__(event, "__dict__", values)
+        object.__setattr__(event, "__pydantic_fields_set__", {"event_id", "ts", *fields})
+        object.__setattr__(event, "__pydantic_extra__", None)
+        object.__setattr__(event, "__pydantic_private__", None)
+        return event
 
 
 class RequestEvent(EventEnvelope):
