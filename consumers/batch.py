@@ -8,12 +8,11 @@ every insert is acknowledged.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
-import orjson
-
-from consumers.rows import COLUMNS, PoisonMessage, event_to_row
+from consumers.rows import COLUMNS, PoisonMessage, message_to_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,40 +88,77 @@ def _token(table: str, event_ids: Iterable[str]) -> str:
     return f"{table}:{digest.hexdigest()}"
 
 
-def build_batch(messages: Sequence[Message], recent: RecentIds | None = None) -> Batch:
+def build_batch(
+    messages: Sequence[Message],
+    recent: RecentIds | None = None,
+    *,
+    in_flight: Container[str] = frozenset(),
+) -> Batch:
     """Convert polled messages; a message that cannot become a row becomes a dead letter.
 
     Args:
         messages: consumed messages, in partition order.
         recent: the window of recently stored event ids, to skip re-sent duplicates.
+        in_flight: ids of a batch being inserted right now, skipped like ``recent`` ones.
+            Only for a batch that is delivered after that one is acknowledged (if that
+            insert never succeeds, this batch is never delivered either).
     """
     batch = Batch()
+    commit = batch.commit_offsets
     in_batch: set[str] = set()
     per_table: dict[str, tuple[list[tuple[object, ...]], list[str]]] = {}
     for message in messages:
         key = (message.topic, message.partition)
-        batch.commit_offsets[key] = max(batch.commit_offsets.get(key, 0), message.offset + 1)
+        if commit.get(key, 0) <= message.offset:
+            commit[key] = message.offset + 1
         try:
-            event = orjson.loads(message.value)
-            if not isinstance(event, dict):
-                raise PoisonMessage("message is not a JSON object")
-            table, row = event_to_row(event, message.topic, message.partition, message.offset)
-        except orjson.JSONDecodeError as exc:
-            batch.dead_letters.append(DeadLetter(message, f"not JSON: {exc}"))
-            continue
+            table, row = message_to_row(
+                message.value, message.topic, message.partition, message.offset
+            )
         except PoisonMessage as exc:
-            batch.dead_letters.append(DeadLetter(message, str(exc)))
+            batch.dead_letters.append(DeadLetter(message, exc.reason))
             continue
-        event_id = str(row["event_id"])
-        if event_id in in_batch or (recent is not None and event_id in recent):
+        event_id = cast(str, row[0])  # event_id is the first column of every table
+        if (
+            event_id in in_batch
+            or event_id in in_flight
+            or (recent is not None and event_id in recent)
+        ):
             batch.duplicates += 1
             continue
         in_batch.add(event_id)
-        rows, ids = per_table.setdefault(table, ([], []))
-        rows.append(tuple(row[column] for column in COLUMNS[table]))
+        if table not in per_table:
+            per_table[table] = ([], [])
+        rows, ids = per_table[table]
+        rows.append(row)
         ids.append(event_id)
     for table, (rows, ids) in per_table.items():
         batch.inserts.append(
             TableInsert(table, COLUMNS[table], rows, _token(table, ids), tuple(ids))
         )
     return batch
+
+
+def merge_batches(first: Batch, second: Batch) -> Batch:
+    """One batch holding both, in order: one insert per table, tokens of the merged ids.
+
+    ``second`` must have been built with ``first``'s ids as ``in_flight`` (or in ``recent``),
+    so that no event is in both.
+    """
+    merged = Batch(
+        dead_letters=[*first.dead_letters, *second.dead_letters],
+        commit_offsets=dict(first.commit_offsets),
+        duplicates=first.duplicates + second.duplicates,
+    )
+    for key, offset in second.commit_offsets.items():
+        merged.commit_offsets[key] = max(merged.commit_offsets.get(key, 0), offset)
+    per_table: dict[str, tuple[list[tuple[object, ...]], list[str]]] = {}
+    for insert in (*first.inserts, *second.inserts):
+        rows, ids = per_table.setdefault(insert.table, ([], []))
+        rows.extend(insert.rows)
+        ids.extend(insert.event_ids)
+    for table, (rows, ids) in per_table.items():
+        merged.inserts.append(
+            TableInsert(table, COLUMNS[table], rows, _token(table, ids), tuple(ids))
+        )
+    return merged

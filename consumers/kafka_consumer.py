@@ -3,11 +3,15 @@
 Per poll cycle: collect up to ``batch_rows`` messages or ``batch_s`` seconds, convert them
 (``consumers.batch``), insert one block per table with a deterministic deduplication token,
 send unconvertible messages to the dead-letter topic with the reason, and only then commit the
-offsets. If the store is down the same batch is retried with backoff (same token, so a retry
-whose first try did land is deduplicated) and nothing is committed. On partition assignment the
-consumer seeks past the highest offset already stored for that partition, so a crash between
-insert and commit does not insert the batch again. SIGTERM finishes the batch in hand, commits,
-and leaves the group. Several processes with the same ``group_id`` share the partitions.
+offsets. Delivery overlaps the next poll: while one batch is inserted (in the store's worker
+thread) the next messages are polled and converted, and what is converted meanwhile joins one
+pending batch (up to ``max_insert_rows``) delivered right after, so commits stay in order and
+a store slower than Kafka gets fewer, larger inserts. If the store is down the same batch is
+retried with backoff (same token, so a retry whose first try did land is deduplicated) and
+nothing is committed. On partition assignment the consumer seeks past the highest offset
+already stored for that partition, so a crash between insert and commit does not insert the
+batch again. SIGTERM finishes the batches in hand, commits, and leaves the group. Several
+processes with the same ``group_id`` share the partitions.
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 
-from consumers.batch import Batch, Message, RecentIds, build_batch
+from consumers.batch import Batch, Message, RecentIds, build_batch, merge_batches
 from consumers.rows import TABLE_OF_TYPE
 from consumers.store import EventStore, StoreError
 from schemas.wire import DEAD_LETTER_SUFFIX, TOPIC_PREFIX, dead_letter_topic
@@ -77,6 +81,10 @@ class _StoredFloors(ConsumerRebalanceListener):  # type: ignore[misc]
         return fresh
 
 
+def _event_ids(batch: Batch) -> Iterator[str]:
+    return (event_id for insert in batch.inserts for event_id in insert.event_ids)
+
+
 def _next_offsets(messages: Iterable[Message]) -> dict[tuple[str, int], int]:
     """Commit points covering every polled message, including skipped already-stored ones."""
     offsets: dict[tuple[str, int], int] = {}
@@ -103,6 +111,7 @@ class EventConsumer:
         batch_rows: int = 1_000,
         batch_s: float = 1.0,
         retry_max_s: float = 30.0,
+        max_insert_rows: int = 50_000,
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._store = store
@@ -112,6 +121,10 @@ class EventConsumer:
         self._batch_s = batch_s
         self._retry_max_s = retry_max_s
         self._recent = RecentIds()
+        self._max_insert_rows = max(max_insert_rows, batch_rows)
+        self._held: set[str] = set()
+        """Ids of converted events not yet stored (being delivered or pending): skipped as
+        re-sends by batches converted meanwhile, which are delivered only after them."""
         self.rows_written = 0
         self.dead_lettered = 0
         self.batches = 0
@@ -132,29 +145,67 @@ class EventConsumer:
         await dlq.start()
         floors = _StoredFloors(self._store, self._prefix)
         consumer.subscribe(pattern=topic_pattern(self._prefix), listener=floors)
+        # One batch is delivered (inserted, dead-lettered, then committed) in a task while the
+        # next ones are polled and converted; what is converted while the store is busy joins
+        # one pending batch (up to max_insert_rows), which is delivered once that task is done,
+        # so deliveries and commits stay in order and a slow store gets fewer, larger inserts.
+        delivering: asyncio.Task[None] | None = None
+        pending: Batch | None = None
         try:
             while not stop.is_set():
                 polled = await self._poll(consumer, stop)
-                if not polled:
+                if polled:
+                    try:
+                        fresh = await floors.fresh_only(polled)
+                    except StoreError as exc:
+                        log.warning("cannot read stored offsets (%s); will read again", exc)
+                        await self._rewind(consumer, polled)
+                        continue
+                    converted = build_batch(fresh, self._recent, in_flight=self._held)
+                    converted.commit_offsets.update(_next_offsets(polled))
+                    self._held.update(_event_ids(converted))
+                    pending = converted if pending is None else merge_batches(pending, converted)
+                if pending is None:
+                    if delivering is not None and delivering.done():
+                        await delivering  # surfaces a failed delivery now, not at the next batch
+                        delivering = None
                     continue
-                try:
-                    fresh = await floors.fresh_only(polled)
-                except StoreError as exc:
-                    log.warning("cannot read stored offsets (%s); will read again", exc)
-                    await self._rewind(consumer, polled)
+                busy = delivering is not None and not delivering.done()
+                if busy and pending.rows < self._max_insert_rows and not stop.is_set():
                     continue
-                batch = build_batch(fresh, self._recent)
-                batch.commit_offsets.update(_next_offsets(polled))
-                try:
-                    await self._deliver(batch, dlq, stop)
-                except _StoppedMidBatch:
-                    break
-                await self._commit(consumer, batch)
+                if delivering is not None:
+                    await delivering
+                delivering = asyncio.create_task(
+                    self._deliver_and_commit(consumer, pending, dlq, stop), name="consumer-deliver"
+                )
+                pending = None
+            # SIGTERM: finish the batches in hand and commit them.
+            if delivering is not None:
+                await delivering
+            delivering = None
+            if pending is not None:
+                await self._deliver_and_commit(consumer, pending, dlq, stop)
+        except _StoppedMidBatch:
+            delivering = None
         finally:
+            if delivering is not None and not delivering.done():
+                delivering.cancel()
+                with contextlib.suppress(asyncio.CancelledError, _StoppedMidBatch):
+                    await delivering
             with contextlib.suppress(KafkaError, OSError):
                 await consumer.stop()
             with contextlib.suppress(KafkaError, OSError):
                 await dlq.stop()
+
+    async def _deliver_and_commit(
+        self, consumer: AIOKafkaConsumer, batch: Batch, dlq: AIOKafkaProducer, stop: asyncio.Event
+    ) -> None:
+        """Deliver ``batch``, then commit its offsets; the next batch waits for this task."""
+        await self._deliver(batch, dlq, stop)
+        # Stored: its ids are in the recent window now. (Not stored: nothing after it is
+        # delivered either, so nothing needs to skip them.)
+        self._held.difference_update(_event_ids(batch))
+        await self._commit(consumer, batch)
 
     async def _commit(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
         offsets = {TopicPartition(t, p): o for (t, p), o in batch.commit_offsets.items()}

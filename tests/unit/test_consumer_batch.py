@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumers.batch import Message, RecentIds, build_batch
+from consumers.batch import Message, RecentIds, build_batch, merge_batches
 from schemas.events import CacheStatus, CircuitChangeEvent, RequestEvent
 
 
@@ -63,3 +63,35 @@ def test_re_sent_events_are_skipped_once_stored_and_never_before() -> None:
     recent.add_many(first.inserts[0].event_ids)
     resent = build_batch([request_message(3, "a")], recent)
     assert (resent.rows, resent.duplicates) == (0, 1)
+
+
+def test_events_of_the_batch_in_flight_are_skipped_as_re_sends() -> None:
+    batch = build_batch([request_message(1, "a"), request_message(2, "b")], in_flight={"a"})
+    assert (batch.rows, batch.duplicates) == (1, 1)
+    assert batch.inserts[0].event_ids == ("b",)
+
+
+def test_merged_batches_make_one_insert_per_table_with_the_token_of_all_their_events() -> None:
+    first = build_batch([request_message(1, "a"), circuit_message(4)])
+    garbage = Message("apicat.events.request", 0, 3, b"{not json")
+    second = build_batch([request_message(2, "b"), garbage, request_message(5, "c", 1)])
+
+    merged = merge_batches(first, second)
+
+    requests = next(insert for insert in merged.inserts if insert.table == "requests")
+    assert requests.event_ids == ("a", "b", "c")
+    assert (
+        requests.dedup_token
+        == build_batch(
+            [request_message(1, "a"), request_message(2, "b"), request_message(5, "c", 1)]
+        )
+        .inserts[0]
+        .dedup_token
+    )
+    assert merged.rows == 4
+    assert [d.message.offset for d in merged.dead_letters] == [3]
+    assert merged.commit_offsets == {
+        ("apicat.events.request", 0): 4,
+        ("apicat.events.request", 1): 6,
+        ("apicat.events.circuit_change", 1): 5,
+    }

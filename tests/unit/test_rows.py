@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pytest
+from pydantic import ValidationError
 
-from consumers.rows import COLUMNS, TABLE_OF_TYPE, PoisonMessage, event_to_row
+from consumers.rows import COLUMNS, TABLE_OF_TYPE, PoisonMessage, event_to_row, message_to_row
 from schemas.events import (
     EVENT_TYPES,
     CircuitChangeEvent,
@@ -245,3 +246,96 @@ def test_timezone_arithmetic_near_midnight_keeps_the_instant() -> None:
     _, row = event_to_row(message("request", ts=local.isoformat()), "t", 0, 0)
 
     assert row["ts"] == datetime(2026, 1, 1, 19, 30, tzinfo=UTC)
+
+
+def payload(event_type: str, **changes: object) -> bytes:
+    return orjson.dumps(message(event_type, **changes))
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+def test_row_from_json_bytes_equals_row_from_the_decoded_message(event_type: str) -> None:
+    table, row = message_to_row(payload(event_type), "t", 2, 9)
+
+    assert (table, dict(zip(COLUMNS[table], row, strict=True))) == event_to_row(
+        message(event_type), "t", 2, 9
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "not JSON: "),
+        (b"[1, 2]", "message is not a JSON object"),
+        (b'{"category": "anime"}', "missing event type"),
+        (b'{"type": "bogus"}', "unknown event type 'bogus'"),
+    ],
+)
+def test_bytes_that_are_no_event_are_poison(raw: bytes, reason: str) -> None:
+    with pytest.raises(PoisonMessage, match=reason):
+        message_to_row(raw, "t", 0, 0)
+
+
+def test_json_bytes_are_checked_against_the_columns_like_decoded_messages() -> None:
+    with pytest.raises(PoisonMessage, match=r"status_code: 70000 is out of range 0\.\.65535"):
+        message_to_row(payload("upstream_attempt", status_code=70_000), "t", 0, 0)
+
+
+# Changes to a valid sample, each valid or not for the model; the derived validator must agree
+# with model_validate on every one, except where only the column cannot hold the value.
+VARIANTS: list[tuple[str, dict[str, object]]] = [
+    ("request", {}),
+    ("request", {"status": "200"}),
+    ("request", {"status": 200.0}),
+    ("request", {"status": 200.5}),
+    ("request", {"status": True}),
+    ("request", {"status": None}),
+    ("request", {"latency_ms": "1.5"}),
+    ("request", {"latency_ms": "fast"}),
+    ("request", {"cache_status": "hit"}),
+    ("request", {"cache_status": "HIT"}),
+    ("request", {"source_name": None}),
+    ("request", {"source_name": 5}),
+    ("request", {"ts": 1_767_322_800}),
+    ("request", {"ts": "2026-01-02"}),
+    ("request", {"ts": "yesterday"}),
+    ("request", {"event_id": 7}),
+    ("request", {"extra": 1}),
+    ("upstream_attempt", {"role": "secondary"}),
+    ("upstream_attempt", {"outcome": "timeout"}),
+    ("upstream_attempt", {"confidence": None}),
+    ("upstream_attempt", {"retry": "1"}),
+    ("validation_failure", {"failures": []}),
+    ("validation_failure", {"failures": [{"path": "a", "rule": "b", "extra": 1}]}),
+    ("validation_failure", {"failures": "none"}),
+    ("health_probe", {"status": "OK"}),
+    ("health_probe", {"status": "ok"}),
+    ("circuit_change", {"consecutive_failures": "5"}),
+    ("config_change", {"before": None}),
+]
+
+
+@pytest.mark.parametrize(("event_type", "changes"), VARIANTS)
+def test_derived_validator_accepts_and_rejects_what_the_model_does(
+    event_type: str, changes: dict[str, object]
+) -> None:
+    decoded = message(event_type, **changes)
+    model = EVENT_TYPES[event_type]
+    try:
+        model.model_validate(decoded)
+        model.model_validate_json(orjson.dumps(decoded))
+    except ValidationError:
+        model_accepts = False
+    else:
+        model_accepts = True
+
+    for convert in (
+        lambda: event_to_row(decoded, "t", 0, 0),
+        lambda: message_to_row(orjson.dumps(decoded), "t", 0, 0),
+    ):
+        try:
+            convert()
+        except PoisonMessage:
+            accepted = False
+        else:
+            accepted = True
+        assert accepted == model_accepts
