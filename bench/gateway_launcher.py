@@ -3,9 +3,9 @@
 ``python -m bench.gateway_launcher --config FILE --port N --events on|off``
 
 * ``on``: the real pipeline of ``apicat serve`` (``gateway.pipeline.start_pipeline``): embedded
-  when ``APICAT_KAFKA_BOOTSTRAP_SERVERS`` is unset (chDB in ``APICAT_DATA_DIR`` and its
-  ClickHouse HTTP endpoint, whose URL is written to ``<data dir>/clickhouse.url``), Kafka
-  otherwise.
+  when ``APICAT_KAFKA_BOOTSTRAP_SERVERS`` is unset (a child store process with chDB in
+  ``APICAT_DATA_DIR`` and its ClickHouse HTTP endpoint, whose URL is written to
+  ``<data dir>/clickhouse.url``), Kafka otherwise.
 * ``off``: ``gateway.events.NullEmitter``, so requests build their events and drop them.
 
 Everything else is ``gateway.cli._serve`` without ``--demo``: same settings (from the
@@ -46,7 +46,7 @@ async def _serve(settings: Settings, config_path: Path, host: str, port: int, ev
     pipeline: Pipeline | None = None
     emitter: EventEmitter = NullEmitter()
     if events == "on":
-        pipeline = await start_pipeline(settings, "gateway", stopped)
+        pipeline = await start_pipeline(settings, "gateway")
         emitter = pipeline.emitter
     container = Container(settings, config, emitter=emitter)
     app = create_app(container)

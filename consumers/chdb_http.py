@@ -40,7 +40,7 @@ import re
 import socket
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
@@ -50,15 +50,12 @@ from hypercorn.config import Config
 from hypercorn.typing import ASGIFramework
 
 from consumers.store import ChdbResult, ChdbStore, StoreError, error_code
+from gateway.asgi import BodyTooLarge, Receive, Scope, Send, read_body
 
 __all__ = ["ChdbHttpApp", "serve_chdb_http"]
 
 log = logging.getLogger("apicat.chdb_http")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 # Parameters that configure the HTTP exchange rather than the query; clickhouse-connect sends
 # several of them on every request. (``compress``/``decompress`` are refused, not ignored.)
@@ -218,20 +215,10 @@ class ChdbHttpApp:
         await _respond(send, status, data, headers + more_headers)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self._max_body_bytes:
-                raise _RequestError(307, f"request body is larger than {self._max_body_bytes}")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        try:
+            body = await read_body(receive, self._max_body_bytes)
+        except BodyTooLarge as exc:
+            raise _RequestError(307, str(exc)) from None
         for name, value in scope["headers"]:
             if name == b"content-encoding":
                 body = _decompress(body, value.decode("latin-1"))
@@ -338,6 +325,7 @@ async def serve_chdb_http(
     port: int,
     shutdown_trigger: Callable[[], Awaitable[object]],
     ready: Callable[[int], None] | None = None,
+    app: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None,
 ) -> None:
     """Serve ``store`` over ClickHouse's HTTP interface until ``shutdown_trigger`` returns.
 
@@ -347,6 +335,7 @@ async def serve_chdb_http(
         port: the port; 0 picks a free one.
         shutdown_trigger: returns when the server should stop (then it drains gracefully).
         ready: called with the real port once connections are accepted (queued).
+        app: an ASGI app to serve instead of ``ChdbHttpApp(store)`` (one that wraps it).
 
     Raises:
         ValueError: ``host`` is not a loopback address.
@@ -373,5 +362,6 @@ async def serve_chdb_http(
     config.graceful_timeout = 5.0
     if ready is not None:
         ready(bound_port)
-    app = cast(ASGIFramework, ChdbHttpApp(store))  # a plain-dict ASGI app, typed loosely
-    await serve(app, config, shutdown_trigger=shutdown_trigger)
+    # A plain-dict ASGI app, typed loosely.
+    asgi = cast(ASGIFramework, app if app is not None else ChdbHttpApp(store))
+    await serve(asgi, config, shutdown_trigger=shutdown_trigger)

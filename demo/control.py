@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Mapping
 
 import orjson
 
 from demo.knobs import Knobs, KnobsError, json_kind, merge_knobs
+from gateway.asgi import BodyTooLarge, Receive, read_body
 from schemas.config import NAME_PATTERN
-
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
 
 _MAX_CONTROL_BODY = 64 * 1024
 
@@ -125,20 +122,11 @@ def _require(method: str, *allowed: str) -> None:
 
 
 async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > _MAX_CONTROL_BODY:
-            raise ControlError(413, "body_too_large", f"body over {_MAX_CONTROL_BODY} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+    try:
+        return await read_body(receive, _MAX_CONTROL_BODY)
+    except BodyTooLarge:
+        message = f"body over {_MAX_CONTROL_BODY} bytes"
+        raise ControlError(413, "body_too_large", message) from None
 
 
 def _json_object(body: bytes) -> dict[str, object]:

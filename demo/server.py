@@ -7,8 +7,8 @@ import os
 import re
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Mapping
+from typing import cast
 from urllib.parse import parse_qsl
 
 import orjson
@@ -16,15 +16,13 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from hypercorn.typing import ASGIFramework
 
-from demo.control import ControlError, DemoState, Message, Receive, handle_control
+from demo.control import ControlError, DemoState, handle_control
 from demo.data import day_index, used_params
 from demo.faults import PayloadVariant, render_body
 from demo.knobs import Knobs, Outcome, decide
+from gateway.asgi import Receive, Scope, Send
 from schemas.config import NAME_PATTERN
 from schemas.endpoints import DAY_NAMES, EndpointKey
-
-Scope = MutableMapping[str, Any]
-Send = Callable[[Message], Awaitable[None]]
 
 REST_PATHS: dict[str, EndpointKey] = {
     "home": EndpointKey.HOME,

@@ -140,7 +140,7 @@ async def _serve(
         config = config or demo_gateway_config(upstream_base)
     assert config is not None
     try:
-        pipeline = await start_pipeline(settings, "gateway", stopped)
+        pipeline = await start_pipeline(settings, "gateway")
     except StoreError as exc:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)

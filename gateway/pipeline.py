@@ -2,11 +2,15 @@
 
 * ``APICAT_KAFKA_BOOTSTRAP_SERVERS`` set → the emitter ships to Kafka; ``apicat consumer``
   processes write to ClickHouse.
-* unset (embedded) → the emitter writes through the embedded transport into chDB in the data
-  dir, and the same chDB is served over ClickHouse's HTTP interface on loopback
-  (``APICAT_EMBEDDED_CLICKHOUSE_PORT``) so ``apicat query``, any ClickHouse client and Grafana
-  can read it while ``apicat serve`` holds the store (chDB allows one process per data dir).
-  Its address is written to ``<data dir>/clickhouse.url`` for ``apicat query`` to find.
+* unset (embedded) → ``apicat serve`` starts and supervises the embedded store process
+  (``consumers.store_server``, see ``gateway.store_process``): it owns chDB in the data dir,
+  stores the batches the emitter posts to it on loopback (``gateway.store_transport``) and
+  serves the same chDB over ClickHouse's HTTP interface (``APICAT_EMBEDDED_CLICKHOUSE_PORT``),
+  so ``apicat query``, any ClickHouse client and Grafana can read it while ``apicat serve``
+  runs (chDB allows one process per data dir). Inserts and queries run there, not on the
+  gateway's event loop or under its GIL. Its address is written to
+  ``<data dir>/clickhouse.url``; another embedded role (``apicat prober``) sends to the store
+  named there when it answers, and only starts its own otherwise.
 
 Store resolution for the tools (``query``, ``migrate``, ``consumer``): ``APICAT_CLICKHOUSE_URL``,
 else the running embedded endpoint, else chDB opened directly on the data dir.
@@ -14,23 +18,24 @@ else the running embedded endpoint, else chDB opened directly on the data dir.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from consumers.chdb_http import serve_chdb_http
-from consumers.embedded import EmbeddedTransport
-from consumers.migrate import migrate
+import aiohttp
+import orjson
+
 from consumers.store import ChdbStore, ClickHouseStore, EventStore, StoreError
-from gateway.emitter import BufferedEmitter, EventTransport
+from consumers.store_server import IDENTITY_PATH
+from gateway.emitter import BufferedEmitter, EmitterPolicy, EventTransport
 from gateway.kafka_transport import KafkaTransport
 from gateway.settings import Settings
+from gateway.store_process import StoreProcess
+from gateway.store_transport import StoreProcessTransport
 
-log = logging.getLogger("apicat.pipeline")
 EMBEDDED_URL_FILE = "clickhouse.url"
+EMBEDDED_POLICY = EmitterPolicy(linger_s=1.0)
+"""Each insert costs the store tens of milliseconds whatever its size: fewer, larger batches."""
 
 
 def chdb_dir(settings: Settings) -> Path:
@@ -43,35 +48,29 @@ def journal_dir(settings: Settings, role: str) -> Path:
 
 @dataclass
 class Pipeline:
-    """The parts a serving process runs for its events; ``aclose`` after the container."""
+    """The parts a process runs for its events; ``aclose`` after the emitter is closed."""
 
     emitter: BufferedEmitter
-    store: EventStore | None = None
     query_url: str | None = None
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    url_file: Path | None = None
+    store_process: StoreProcess | None = None
 
     async def aclose(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self.url_file is not None:
-            self.url_file.unlink(missing_ok=True)
-        if self.store is not None:
-            await self.store.aclose()
+        """Stop the store process this pipeline started, if any (after the emitter's last send)."""
+        if self.store_process is not None:
+            await self.store_process.aclose()
 
 
-async def start_pipeline(
-    settings: Settings,
-    role: str,
-    shutdown_trigger: Callable[[], Awaitable[object]],
-) -> Pipeline:
-    """Build the emitter (and, embedded, the store and its HTTP endpoint) for one process.
+async def start_pipeline(settings: Settings, role: str) -> Pipeline:
+    """Build the emitter (and, embedded, start the store process) for one process.
 
     Args:
         settings: the process settings.
-        role: names the emitter's journal directory (``gateway``, ``prober``...).
-        shutdown_trigger: returns when the process stops (ends the HTTP endpoint).
+        role: names the emitter's journal directory (``gateway``, ``prober``...). Roles other
+            than ``gateway`` send to a running store process of the data dir if there is one.
+
+    Raises:
+        StoreError: the embedded store process could not start (e.g. chDB in the data dir
+            is held by another process), with its reason.
     """
     journal = journal_dir(settings, role)
     if settings.kafka_bootstrap_servers:
@@ -79,24 +78,52 @@ async def start_pipeline(
             settings.kafka_bootstrap_servers, settings.instance, settings.kafka_topic_prefix
         )
         return Pipeline(BufferedEmitter(transport, journal))
-    store = ChdbStore(chdb_dir(settings))
-    await migrate(store)
-    emitter = BufferedEmitter(EmbeddedTransport(store), journal)
-    bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(
-        serve_chdb_http(
-            store,
-            "127.0.0.1",
-            settings.embedded_clickhouse_port,
-            shutdown_trigger,
-            ready=bound.set_result,
-        )
-    )
-    port = await bound
-    url = f"http://127.0.0.1:{port}"
     url_file = settings.data_dir / EMBEDDED_URL_FILE
-    url_file.write_text(url + "\n")
-    return Pipeline(emitter, store, url, [task], url_file)
+    if role != "gateway":
+        running = await running_store_url(settings)
+        if running is not None:
+            # The owner rewrites the file when its store restarts elsewhere: read it per batch.
+            def current() -> str | None:
+                return _read_url(url_file) or running
+
+            transport = StoreProcessTransport(current)
+            return Pipeline(BufferedEmitter(transport, journal, EMBEDDED_POLICY), running)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    process = StoreProcess(
+        settings.data_dir,
+        settings.embedded_clickhouse_port,
+        url_file,
+        log_level=settings.log_level,
+        log_format=settings.log_format,
+    )
+    url = await process.start()
+    emitter = BufferedEmitter(StoreProcessTransport(lambda: process.url), journal, EMBEDDED_POLICY)
+    return Pipeline(emitter, url, process)
+
+
+def _read_url(url_file: Path) -> str | None:
+    try:
+        return url_file.read_text().strip() or None
+    except OSError:
+        return None
+
+
+async def running_store_url(settings: Settings) -> str | None:
+    """The URL of a live store process serving this data dir's chDB, if there is one."""
+    url = _read_url(settings.data_dir / EMBEDDED_URL_FILE)
+    if url is None:
+        return None
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+            session.get(url + IDENTITY_PATH) as response,
+        ):
+            identity = orjson.loads(await response.read()) if response.status == 200 else {}
+    except (aiohttp.ClientError, TimeoutError, OSError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(identity, dict):
+        return None
+    return url if identity.get("chdb_dir") == str(chdb_dir(settings).resolve()) else None
 
 
 async def open_store(settings: Settings) -> EventStore:

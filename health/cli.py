@@ -88,7 +88,7 @@ async def run_prober(
         user_agent=USER_AGENT,
     )
     try:
-        pipeline = await start_pipeline(settings, "prober", stop.wait)
+        pipeline = await start_pipeline(settings, "prober")
     except BaseException:
         await fetcher.aclose()
         await store.aclose()
@@ -110,7 +110,7 @@ async def run_prober(
             on_status=on_status,
         ).run(stop)
     finally:
-        stop.set()  # ends the embedded store's HTTP endpoint too
+        stop.set()
         await pipeline.emitter.aclose()
         await pipeline.aclose()
         await store.aclose()
