@@ -1128,7 +1128,7 @@ def method_notes(plan: EventPlan) -> list[str]:
         f"is warmed on its key, then wrk runs {plan.warmup_s} s (discarded) and "
         f"{plan.throughput_s} s on one, then the other. Same hypercorn settings as `apicat "
         "serve` (`gateway.server.serve_app`, uvloop). With events on, each request builds a "
-        "`request` event, the emitter batches it (1,000 or 1 s) and posts the batch to the "
+        "`request` event, the emitter batches it (5,000 events or 1 s, whichever comes first) and posts the batch to the "
         "store process, which converts and inserts it into chDB.",
         f"- (f) Lag of one event = `now64()` of the first poll whose answer holds it (the "
         "engine's clock when that query started) - the event's `ts` (set when the gateway "

@@ -3,7 +3,9 @@
 Delivery is at-least-once and in order per emitter:
 
 * ``emit`` appends to a bounded in-memory buffer (no I/O, no awaiting) and wakes the flusher
-  once a batch is ready; the flusher also runs every ``linger_s``.
+  once a batch is full. A batch leaves when it is full or when its oldest event has waited
+  ``linger_s``, so a busy emitter sends few large batches (each costs the store a fixed
+  price) and a quiet one still delivers within ``linger_s``.
 * While the transport accepts batches, the flusher sends from the buffer.
 * When a send fails (Kafka or the store is down), that batch and everything after it goes to
   the durable journal instead, and the transport is retried with capped exponential backoff;
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -84,6 +87,8 @@ class BufferedEmitter:
         self._policy = policy or EmitterPolicy()
         self._journal = Journal(journal_dir)
         self._buffer: deque[EventEnvelope] = deque()
+        # When the oldest buffered event arrived (monotonic); None while the buffer is empty.
+        self._oldest_at: float | None = None
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -105,6 +110,8 @@ class BufferedEmitter:
             # Move the oldest batch out, so the journal only ever holds events older than the
             # buffer and replay order stays intact. No fsync here: this is the request path.
             self._spill(self._take_batch(), sync=False)
+        if not self._buffer:
+            self._oldest_at = time.monotonic()
         self._buffer.append(event)
         if len(self._buffer) >= self._policy.batch_size:
             self._wake.set()
@@ -144,7 +151,12 @@ class BufferedEmitter:
 
     def _take_batch(self) -> list[EventEnvelope]:
         count = min(self._policy.batch_size, len(self._buffer))
-        return [self._buffer.popleft() for _ in range(count)]
+        batch = [self._buffer.popleft() for _ in range(count)]
+        if not self._buffer:
+            self._oldest_at = None
+        # Otherwise the rest keeps the taken batch's start time: it is no older than that, so
+        # the linger deadline can only come early, never late.
+        return batch
 
     async def _send_from_buffer(self) -> None:
         batch = self._take_batch()
@@ -160,7 +172,30 @@ class BufferedEmitter:
     def _take_all(self) -> list[EventEnvelope]:
         events = list(self._buffer)
         self._buffer.clear()
+        self._oldest_at = None
         return events
+
+    def _lingered(self) -> bool:
+        return (
+            self._oldest_at is not None
+            and time.monotonic() - self._oldest_at >= self._policy.linger_s
+        )
+
+    def _wait_s(self, retry_delay: float) -> float:
+        """How long the flusher may sleep before something is due."""
+        if not self._transport_up:
+            return retry_delay
+        if self._oldest_at is None:
+            return self._policy.linger_s  # nothing buffered: a periodic look at the journal
+        return max(0.0, self._oldest_at + self._policy.linger_s - time.monotonic())
+
+    async def _deliver_due(self) -> None:
+        """The background flush: the journal first, then full batches and lingered events."""
+        async with self._flush_lock:
+            while self._journal.pending_records:
+                await self._replay_once()
+            while len(self._buffer) >= self._policy.batch_size or self._lingered():
+                await self._send_from_buffer()
 
     async def _replay_once(self) -> None:
         records, position = self._journal.read(self._policy.batch_size)
@@ -175,11 +210,11 @@ class BufferedEmitter:
         delay = self._policy.retry_initial_s
         while not self._closing:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._policy.linger_s if self._transport_up else delay):
+                async with asyncio.timeout(self._wait_s(delay)):
                     await self._wake.wait()
             self._wake.clear()
             try:
-                await self.flush()
+                await self._deliver_due()
             except TransportError as exc:
                 if self._transport_up:
                     log.warning("event transport %s down: %s", self._transport.name, exc)

@@ -34,7 +34,7 @@ from gateway.store_process import StoreProcess
 from gateway.store_transport import StoreProcessTransport
 
 EMBEDDED_URL_FILE = "clickhouse.url"
-EMBEDDED_POLICY = EmitterPolicy(linger_s=1.0)
+EMBEDDED_POLICY = EmitterPolicy(linger_s=1.0, batch_size=5_000)
 """Each insert costs the store tens of milliseconds whatever its size: fewer, larger batches."""
 
 

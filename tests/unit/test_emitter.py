@@ -132,6 +132,35 @@ async def test_background_flusher_recovers_after_the_transport_returns(tmp_path:
     assert events.stats().dropped_total == 0
 
 
+async def test_full_batches_leave_at_once_and_the_rest_waits_for_the_linger(
+    tmp_path: Path,
+) -> None:
+    transport = FlakyTransport()
+    events = emitter(tmp_path, transport, batch_size=4, linger_s=3600)
+    events.start()
+    for number in range(10):
+        events.emit(event(number))
+    await transport.wait_until(lambda: len(transport.delivered) == 8)
+    for _ in range(20):  # let the flusher run on; nothing else is due for an hour
+        await asyncio.sleep(0)
+    assert transport.calls == 2, "two full batches of 4, not one send per wake-up"
+    assert events.stats().buffered == 2
+    await events.aclose()
+    assert transport.delivered == list(range(10))
+
+
+async def test_a_partial_batch_is_sent_once_its_oldest_event_lingered(tmp_path: Path) -> None:
+    transport = FlakyTransport()
+    events = emitter(tmp_path, transport, batch_size=1000, linger_s=0.05)
+    events.start()
+    for number in range(3):
+        events.emit(event(number))
+    await transport.wait_until(lambda: len(transport.delivered) == 3)
+    assert transport.calls == 1
+    assert events.stats().buffered == 0
+    await events.aclose()
+
+
 def test_journal_ignores_a_torn_final_record(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     journal.append([b"one", b"two"])
