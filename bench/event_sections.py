@@ -1126,10 +1126,11 @@ def method_notes(plan: EventPlan) -> list[str]:
         "and a note says so.",
         f"- (e) Both gateways run side by side (the idle one costs nothing measurable); each "
         f"is warmed on its key, then wrk runs {plan.warmup_s} s (discarded) and "
-        f"{plan.throughput_s} s on one, then the other. Same hypercorn settings as `apicat "
-        "serve` (`gateway.server.serve_app`, uvloop). With events on, each request builds a "
-        "`request` event, the emitter batches it (5,000 events or 1 s, whichever comes first) and posts the batch to the "
-        "store process, which converts and inserts it into chDB.",
+        f"{plan.throughput_s} s on one, then the other. Same server settings as `apicat "
+        "serve` (`gateway.server.serve_app`: uvicorn, httptools, uvloop). With events on, each "
+        "request builds a `request` event, the emitter batches it (5,000 events or 1 s, "
+        "whichever comes first) and posts the batch to the store process, which converts and "
+        "inserts it into chDB.",
         f"- (f) Lag of one event = `now64()` of the first poll whose answer holds it (the "
         "engine's clock when that query started) - the event's `ts` (set when the gateway "
         f"built it). A poll every {LAG_POLL_S * 1000:.0f} ms (`bench/event_sections.py`: "

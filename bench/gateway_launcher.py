@@ -10,7 +10,7 @@
 
 Everything else is ``gateway.cli._serve`` without ``--demo``: same settings (from the
 environment), ``Container`` + ``create_app``, ``gc.freeze()``, ``gateway.server.serve_app``
-(hypercorn) on a uvloop loop, SIGINT/SIGTERM stop it. The only difference between the two
+(uvicorn) on a uvloop loop, SIGINT/SIGTERM stop it. The only difference between the two
 modes is the emitter, which is what section (e) of ``make bench`` compares.
 """
 
@@ -29,7 +29,7 @@ from gateway.container import Container
 from gateway.events import EventEmitter, NullEmitter
 from gateway.logs import configure_logging
 from gateway.pipeline import Pipeline, start_pipeline
-from gateway.server import install_shutdown_signals, serve_app
+from gateway.server import install_shutdown_signals, listen, serve_app
 from gateway.settings import Settings
 
 READY_PREFIX = "bench gateway listening on "
@@ -54,7 +54,7 @@ async def _serve(settings: Settings, config_path: Path, host: str, port: int, ev
     print(f"{READY_PREFIX}http://{host}:{port} events={events} query={query_url}", flush=True)
     gc.freeze()  # as `apicat serve` does once everything long-lived is allocated
     try:
-        await serve_app(app, host, port, stopped)
+        await serve_app(app, listen(host, port), stopped)
     finally:
         stop.set()
         if pipeline is not None:

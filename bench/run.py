@@ -45,6 +45,7 @@ from bench.event_sections import (
     render_lag,
     result_rows,
 )
+from bench.hello import app as hello_app
 from bench.load import (
     LOOPBACK,
     CpuShare,
@@ -320,8 +321,7 @@ def start_stack(work: Path, servers: list[ServerProcess]) -> Stack:
 
     hello_port = free_port()
     hello_command = [
-        sys.executable, "-m", "hypercorn", "bench.hello:app", "--bind", f"{LOOPBACK}:{hello_port}",
-        "--worker-class", "uvloop", "--workers", "1", "--log-level", "WARNING",
+        sys.executable, "-m", "bench.hello", "--host", LOOPBACK, "--port", str(hello_port)
     ]  # fmt: skip
     hello = ServerProcess("hello", hello_command, cwd=REPO_ROOT, env=clean_environ(), log_dir=work)
     servers.append(hello)
@@ -497,8 +497,8 @@ def machine_facts() -> dict[str, str]:
         "memory": _memory(),
         "kernel": f"{platform.system()} {platform.release()}",
         "Python": f"{platform.python_implementation()} {platform.python_version()}",
-        "hypercorn / Quart / uvloop": " / ".join(
-            _package_version(name) for name in ("hypercorn", "quart", "uvloop")
+        "uvicorn / httptools / Quart / uvloop": " / ".join(
+            _package_version(name) for name in ("uvicorn", "httptools", "quart", "uvloop")
         ),
         "aiohttp (load generator)": _package_version("aiohttp"),
         "wrk": wrk_version(),
@@ -506,15 +506,14 @@ def machine_facts() -> dict[str, str]:
     }
 
 
-def hypercorn_defaults() -> dict[str, str]:
-    from hypercorn.config import Config
+def server_defaults() -> dict[str, str]:
+    from gateway.server import server_config
 
-    config = Config()
+    config = server_config(hello_app)
     return {
-        "keep_alive_timeout": f"{config.keep_alive_timeout:g} s",
-        "keep_alive_max_requests": str(config.keep_alive_max_requests),
-        "backlog": str(config.backlog),
-        "default worker class": str(config.worker_class),
+        "keep_alive_timeout": f"{config.timeout_keep_alive:g} s",
+        "graceful shutdown": f"{config.timeout_graceful_shutdown} s",
+        "backlog": "1024",
     }
 
 
@@ -769,12 +768,12 @@ def render(
         "removed, so the embedded (in-process) cache, single-flight and limiter are measured."
     )
     add(
-        "- same hypercorn settings on both: one worker process, uvloop event loop (`apicat "
-        "serve` runs `hypercorn.asyncio.serve` on a uvloop loop; hypercorn's own default worker "
-        "class is asyncio, so the hello app gets `--worker-class uvloop`), no access log, "
-        "hypercorn defaults otherwise: "
-        + ", ".join(f"{k} {v}" for k, v in hypercorn_defaults().items() if "worker" not in k)
-        + ". The CLI run of hello adds an idle supervisor process around its one worker."
+        "- same server settings on both, from the same code (`gateway.server.listen` + "
+        "`serve_app`): uvicorn with the httptools parser on the process's uvloop loop, one "
+        "process, no access log, "
+        + ", ".join(f"{k} {v}" for k, v in server_defaults().items())
+        + ". The gateway's `/api/v1` answers come from its ASGI edge (`gateway/edge.py`) in "
+        "front of Quart, the hello app's from a Quart view, so the ratio can exceed 1."
     )
     add(
         f"- gateway config: category `{CATEGORY}` serves `/api/v1/home` and `/api/v1/search` from "

@@ -24,7 +24,7 @@ from gateway.logs import configure_logging
 from gateway.pipeline import chdb_dir, open_store, start_pipeline
 from gateway.probing import run_probing
 from gateway.reload import reload_config
-from gateway.server import install_shutdown_signals, serve_app
+from gateway.server import install_shutdown_signals, listen, serve_app
 from gateway.settings import ENV_PREFIX, Settings
 from schemas.config import GatewayConfig
 
@@ -140,9 +140,17 @@ async def _serve(
         config = config or demo_gateway_config(upstream_base)
     assert config is not None
     try:
+        listener = listen(host, port)
+    except OSError as exc:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        _fail([f"{host}:{port}: {exc.strerror or exc}"], "cannot listen")
+    port = listener.getsockname()[1]
+    try:
         pipeline = await start_pipeline(settings, "gateway")
     except StoreError as exc:
         stop.set()
+        listener.close()
         await asyncio.gather(*tasks, return_exceptions=True)
         _fail([exc.message], "cannot open the event store")
     container = Container(settings, config, emitter=pipeline.emitter)
@@ -161,7 +169,7 @@ async def _serve(
     # Everything allocated so far lives as long as the process: move it out of the GC's view
     # so full collections stay short under load.
     gc.freeze()
-    tasks.append(asyncio.create_task(serve_app(app, host, port, stopped)))
+    tasks.append(asyncio.create_task(serve_app(app, listener, stopped)))
     tasks.append(asyncio.create_task(run_probing(container, pipeline.emitter, stop)))
     if config_path is not None:
         asyncio.get_running_loop().add_signal_handler(

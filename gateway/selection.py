@@ -10,6 +10,7 @@ in-flight calls are still recorded (outcome ``cancelled``). Every call is one ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -158,12 +159,19 @@ class SelectionEngine:
         deadline = self.clock() + deadline_s
         attempts: list[AttemptRecord] = []
         run = _ChainRun(self, route, rest, params, ctx, deadline, attempts)
+        winner: Winner | None = None
+        if len(route.chains) == 1:
+            # Nothing to race: the chain runs in this task, without a task and a wait per
+            # request (a tenth of a cache miss's CPU).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, deadline - self.clock()) + _DEADLINE_GRACE_S):
+                    winner = await run.chain(route.chains[0])
+            return SelectionResult(winner, tuple(attempts))
         tasks = [asyncio.create_task(run.chain(chain)) for chain in route.chains]
         index_of = {task: index for index, task in enumerate(tasks)}
         statuses = [ChainStatus.RUNNING] * len(tasks)
         winners: list[Winner | None] = [None] * len(tasks)
         pending: set[asyncio.Task[Winner | None]] = set(tasks)
-        winner: Winner | None = None
         timed_out = False
         try:
             # Calls are already clipped to the deadline; this net also covers retry backoff.
@@ -285,14 +293,13 @@ class _ChainRun:
                 )
         except asyncio.CancelledError as cancel:
             engine.breakers.record_abandoned(link.base_url)
+            # The deadline: the selection cancelled a racing chain's task with that reason, or
+            # (one chain, run in the selection's own task) the timeout fired past the deadline.
             reason = cancel.args[0] if cancel.args else None
-            outcome = (
-                AttemptOutcome.DEADLINE_EXCEEDED
-                if reason == _DEADLINE
-                else AttemptOutcome.CANCELLED
-            )
+            deadline_hit = reason == _DEADLINE or engine.clock() >= self.deadline
+            outcome = AttemptOutcome.DEADLINE_EXCEEDED if deadline_hit else AttemptOutcome.CANCELLED
             elapsed = (time.perf_counter() - started) * 1000
-            detail = "request deadline reached" if reason == _DEADLINE else "a better chain won"
+            detail = "request deadline reached" if deadline_hit else "a better chain won"
             if progress.sent:  # a call that never left the gateway is not an attempt
                 self._record(
                     link, url, retry, UpstreamResponse(outcome, None, None, 0, elapsed, detail)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
-from types import SimpleNamespace
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -68,14 +68,25 @@ def classify_status(status_code: int) -> AttemptOutcome:
     return AttemptOutcome.HTTP_OTHER
 
 
-async def _mark_sent(
-    session: aiohttp.ClientSession,
-    context: SimpleNamespace,
-    params: aiohttp.TraceRequestHeadersSentParams,
-) -> None:
-    progress = context.trace_request_ctx
-    if isinstance(progress, CallProgress):
-        progress.sent = True
+# The CallProgress of the call the current task is making; read where aiohttp sends it.
+_CURRENT_CALL: ContextVar[CallProgress | None] = ContextVar("upstream_call", default=None)
+
+
+class _ProgressMarkingRequest(aiohttp.ClientRequest):
+    """Marks the current call as sent once aiohttp has written its request.
+
+    ``send`` runs in the caller's task and, for a GET, has no suspension point once the
+    connection is open: when it returns the request is written, and a cancellation before that
+    means it never was. An aiohttp ``TraceConfig`` tells the same, but traces every stage of
+    every call (~90 µs of CPU per call here).
+    """
+
+    async def send(self, *args: Any, **kwargs: Any) -> aiohttp.ClientResponse:
+        response = await super().send(*args, **kwargs)
+        progress = _CURRENT_CALL.get()
+        if progress is not None:
+            progress.sent = True
+        return response
 
 
 class AiohttpUpstreamClient:
@@ -100,10 +111,8 @@ class AiohttpUpstreamClient:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            tracing = aiohttp.TraceConfig()
-            tracing.on_request_headers_sent.append(_mark_sent)
             self._session = aiohttp.ClientSession(
-                trace_configs=[tracing],
+                request_class=_ProgressMarkingRequest,
                 connector=aiohttp.TCPConnector(
                     limit=self._max_connections, ttl_dns_cache=300, enable_cleanup_closed=True
                 ),
@@ -121,6 +130,16 @@ class AiohttpUpstreamClient:
         progress: CallProgress | None = None,
     ) -> UpstreamResponse:
         """Fetch ``url``; every failure becomes an outcome, cancellation propagates."""
+        # Each chain runs in its own task, whose context holds the variable: one call at a time.
+        token = _CURRENT_CALL.set(progress)
+        try:
+            return await self._get(url, headers, timeout_s)
+        finally:
+            _CURRENT_CALL.reset(token)
+
+    async def _get(
+        self, url: str, headers: Sequence[tuple[str, str]], timeout_s: float
+    ) -> UpstreamResponse:
         started = time.perf_counter()
         status: int | None = None
         read = 0
@@ -140,7 +159,6 @@ class AiohttpUpstreamClient:
                     headers=list(headers) or None,
                     allow_redirects=True,
                     max_redirects=3,
-                    trace_request_ctx=progress,
                 ) as response,
             ):
                 status = response.status

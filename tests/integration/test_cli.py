@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -104,6 +105,22 @@ def test_serve_loads_the_prd_example_and_answers(prd_file: Path) -> None:
     assert health["checks"]["config"]["active_categories"] == 1
     assert movie.status_code == 404
     assert movie.json()["valid_endpoints"] == ["/api/v1/home"]
+
+
+def test_serve_on_a_taken_port_exits_2_naming_the_address(prd_file: Path, tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        env = {**os.environ, "APICAT_DATA_DIR": str(tmp_path / "data")}
+        result = subprocess.run(
+            [sys.executable, "-c", "from gateway.cli import main; main()", "serve",
+             "--config", str(prd_file), "--port", str(port)],
+            capture_output=True, text=True, env=env, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert "cannot listen" in result.stderr
+    assert f"127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data" / "chdb").exists(), "nothing else was started"
 
 
 @pytest.mark.clickhouse

@@ -1,7 +1,7 @@
 """HTTP semantics of the ``/api/v1`` edge (``gateway.edge.ApiEdge``) a client relies on.
 
-Through Quart's test client, which takes the same ASGI path as hypercorn, and once through a
-real hypercorn server on loopback.
+Through Quart's test client, which takes the same ASGI path as the server, and once through
+the real server (``gateway.server``) on loopback.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import aiohttp
 from gateway.app import create_app
 from gateway.container import Container
 from gateway.events import MemoryEmitter
-from gateway.server import serve_app
+from gateway.server import listen, serve_app
 from schemas.config import GatewayConfig
 from schemas.events import RequestEvent
 from tests.support.gateway import Source, build_config, gateway_settings, running_gateway
-from tests.support.net import free_port
 from tests.support.upstreams import DemoUpstreams
 
 
@@ -114,19 +113,20 @@ async def test_request_events_name_the_endpoint_template_like_attempt_events(
     assert request.path == "/api/v1/jadwal-rilis/Senin"
 
 
-async def test_the_edge_serves_through_hypercorn_with_ops_routes_alongside(
+async def test_the_edge_serves_through_the_real_server_with_ops_routes_alongside(
     upstreams: DemoUpstreams, tmp_path: Path
 ) -> None:
     events = MemoryEmitter()
     container = Container(gateway_settings(tmp_path), anime(upstreams), emitter=events)
     app = create_app(container)
     stop = asyncio.Event()
-    port = free_port()
+    listener = listen("127.0.0.1", 0)
+    port = listener.getsockname()[1]
 
     async def stopped() -> None:
         await stop.wait()
 
-    server = asyncio.create_task(serve_app(app, "127.0.0.1", port, stopped))
+    server = asyncio.create_task(serve_app(app, listener, stopped))
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session:
