@@ -938,6 +938,21 @@ def result_rows(
     return rows
 
 
+def _ingest_cpu_budget(runs: Sequence[IngestRun]) -> str:
+    """What the best run's CPU per event means for the target on this machine."""
+    best = max(runs, key=lambda run: run.rows_per_s if run.rows else 0.0)
+    per_event_us = best.cpu_s / best.rows * 1e6 if best.rows else math.nan
+    cores = per_event_us * TARGET_INGEST_ROWS_S / 1e6
+    return (
+        f"CPU budget: the best run's worker (Kafka fetch and decompression, validation and "
+        f"conversion, chDB's insert threads) used {per_event_us:.0f} µs of CPU per event, so "
+        f"{TARGET_INGEST_ROWS_S:,.0f} events/s would keep {cores:.2f} cores busy for the worker "
+        f"alone, before the broker's own share, on a machine with {os.cpu_count()}. The "
+        "events/s above are therefore bounded by the CPU of this machine as much as by the "
+        "code; see docs/ARCHITECTURE.md for where that time goes."
+    )
+
+
 def render_ingest(ingest: IngestResult, plan: EventPlan) -> list[str]:
     lines = ["### (d) Consumer ingest", ""]
     add = lines.append
@@ -972,6 +987,8 @@ def render_ingest(ingest: IngestResult, plan: EventPlan) -> list[str]:
                 f"{run.insert_s:.2f} s | {run.batches} | {run.join_s:.2f} s | "
                 f"{run.cpu_s:.1f} CPU-s |"
             )
+        add("")
+        add(_ingest_cpu_budget(ingest.consume))
         add("")
     if ingest.interrupted:
         add(f"> **Interrupted**: {ingest.interrupted}")
