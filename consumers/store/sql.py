@@ -1,0 +1,60 @@
+"""SQL text for the stores: quoting, table names, the offsets query, session statements."""
+
+from __future__ import annotations
+
+import re
+
+from consumers.store.errors import StoreError
+
+DATABASE = "apicat"
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.S)
+_SESSION_STATEMENT = re.compile(r"(?:SET|USE)\b", re.I)
+
+# Recent engines also deduplicate a retried block in the rollup tables by themselves (their
+# own deduplication window); older servers need this setting for it.
+DEDUP_VIEWS = "deduplicate_blocks_in_dependent_materialized_views"
+
+
+def quote_identifier(name: str) -> str:
+    """``name`` as a back-quoted ClickHouse identifier (``failures.path`` stays one name)."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def quote_literal(value: str) -> str:
+    """``value`` as a ClickHouse string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def qualified_table(table: str) -> str:
+    """``db.table`` for a plain or qualified table name; rejects anything else (no injection)."""
+    parts = table.split(".")
+    if len(parts) == 1:
+        parts = [DATABASE, *parts]
+    if len(parts) != 2 or not all(IDENTIFIER.match(part) for part in parts):
+        raise StoreError(f"invalid table name {table!r}", retriable=False)
+    return ".".join(parts)
+
+
+def offsets_query(table: str, topic: str) -> str:
+    """``SELECT`` partition → highest ``_offset`` in ``table`` from ``topic`` (TabSeparated)."""
+    return (
+        f"SELECT _partition, max(_offset) FROM {qualified_table(table)} "
+        f"WHERE _topic = {quote_literal(topic)} GROUP BY _partition"
+    )
+
+
+def parse_offsets(tsv: bytes) -> dict[int, int]:
+    """Partition → offset from the TabSeparated output of ``offsets_query``."""
+    offsets: dict[int, int] = {}
+    for line in tsv.splitlines():
+        partition, offset = line.split(b"\t")
+        offsets[int(partition)] = int(offset)
+    return offsets
+
+
+def is_session_statement(sql: str | bytes) -> bool:
+    """``SET``/``USE``: session state, which a stateless call must not leave behind."""
+    head = sql[:4096].decode(errors="replace") if isinstance(sql, bytes) else sql[:4096]
+    comments = _LEADING_COMMENTS.match(head)
+    return bool(_SESSION_STATEMENT.match(head, comments.end() if comments else 0))
