@@ -345,8 +345,8 @@ def free_port() -> int:
 class ServerProcess:
     """A server in its own subprocess and process group; :meth:`stop` always cleans it up.
 
-    The group matters for ``hypercorn`` run from its command line: it serves from a spawned
-    worker process, which must go down with the parent.
+    The group matters for servers with children, such as the gateway's embedded store process
+    (``consumers.store_server``), which must go down with the parent.
     """
 
     def __init__(
@@ -433,7 +433,7 @@ class ServerProcess:
             _signal_group(pgid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=timeout_s)
-        # Children (hypercorn's spawned worker) may outlive the leader briefly.
+        # Children (the gateway's store process) may outlive the leader briefly.
         deadline = time.monotonic() + timeout_s
         while _group_alive(pgid) and time.monotonic() < deadline:
             time.sleep(0.05)

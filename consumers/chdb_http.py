@@ -37,20 +37,17 @@ import gzip
 import ipaddress
 import logging
 import re
-import socket
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
-from hypercorn.typing import ASGIFramework
 
 from consumers.store import ChdbResult, ChdbStore, StoreError, error_code
-from gateway.asgi import BodyTooLarge, Receive, Scope, Send, read_body
+from gateway.asgi import ASGIApp, BodyTooLarge, Receive, Scope, Send, read_body
+from gateway.server import listen, serve_app
 
 __all__ = ["ChdbHttpApp", "serve_chdb_http"]
 
@@ -91,6 +88,7 @@ _CONTENT_TYPES = {
 _BAD_ARGUMENTS = 36
 _UNKNOWN_EXCEPTION = 1002
 _ERROR_NAMES = {_BAD_ARGUMENTS: "BAD_ARGUMENTS", 1: "UNSUPPORTED_METHOD", 307: "TOO_LARGE_STRING"}
+_GRACEFUL_TIMEOUT_S = 5
 
 
 class _RequestError(Exception):
@@ -325,7 +323,7 @@ async def serve_chdb_http(
     port: int,
     shutdown_trigger: Callable[[], Awaitable[object]],
     ready: Callable[[int], None] | None = None,
-    app: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None,
+    app: ASGIApp | None = None,
 ) -> None:
     """Serve ``store`` over ClickHouse's HTTP interface until ``shutdown_trigger`` returns.
 
@@ -343,25 +341,13 @@ async def serve_chdb_http(
     """
     if not _is_loopback(host):
         raise ValueError(f"chdb_http has no authentication; bind it to loopback, not {host!r}")
-    # Bind here rather than in hypercorn so that port 0 works and the real port is known
-    # before serving; hypercorn takes the listening socket over through an fd:// bind.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(128)
-        bound_port: int = listener.getsockname()[1]
-    except OSError:
-        listener.close()
-        raise
-    config = Config()
-    config.bind = [f"fd://{listener.detach()}"]
-    config.accesslog = None
-    config.errorlog = log
-    config.graceful_timeout = 5.0
+    # Bound here so that port 0 works and the real port is known before serving.
+    listener = listen(host, port)
     if ready is not None:
-        ready(bound_port)
-    # A plain-dict ASGI app, typed loosely.
-    asgi = cast(ASGIFramework, app if app is not None else ChdbHttpApp(store))
-    await serve(asgi, config, shutdown_trigger=shutdown_trigger)
+        try:
+            ready(listener.getsockname()[1])
+        except BaseException:
+            listener.close()
+            raise
+    served = app if app is not None else ChdbHttpApp(store)
+    await serve_app(served, listener, shutdown_trigger, _GRACEFUL_TIMEOUT_S)

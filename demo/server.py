@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-import socket
 from collections.abc import Awaitable, Callable, Mapping
-from typing import cast
 from urllib.parse import parse_qsl
 
 import orjson
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
-from hypercorn.typing import ASGIFramework
 
 from demo.control import ControlError, DemoState, handle_control
 from demo.data import day_index, used_params
 from demo.faults import PayloadVariant, render_body
 from demo.knobs import Knobs, Outcome, decide
 from gateway.asgi import Receive, Scope, Send
+from gateway.server import listen, serve_app
 from schemas.config import NAME_PATTERN
 from schemas.endpoints import DAY_NAMES, EndpointKey
 
@@ -36,6 +31,7 @@ REST_PATHS: dict[str, EndpointKey] = {
 _DAY_PREFIX = "jadwal-rilis/"
 # Long waits watch the closing event so shutdown is not held up; short ones just sleep (cheaper).
 _SHORT_PAUSE_S = 1.0
+_GRACEFUL_TIMEOUT_S = 2
 _JSON = [(b"content-type", b"application/json")]
 _HTML = [(b"content-type", b"text/html; charset=utf-8")]
 _NON_JSON_BODY = (
@@ -96,7 +92,6 @@ class DemoUpstreamApp:
         if bad:
             raise ValueError(f"invalid source name(s) {bad}: must match {NAME_PATTERN}")
         self.state = DemoState(sources)
-        self.started = False
         self._on_startup = on_startup
         self._closing = asyncio.Event()
 
@@ -124,7 +119,6 @@ class DemoUpstreamApp:
                 except Exception as error:
                     await send({"type": "lifespan.startup.failed", "message": repr(error)})
                     return
-                self.started = True
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
@@ -208,24 +202,6 @@ class DemoUpstreamApp:
         await _respond(send, 200, body, tags)
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind(address)
-        # Listening before hypercorn starts lets early connections queue instead of failing.
-        sock.listen(1024)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 async def serve_demo_upstreams(
     host: str,
     port: int,
@@ -246,6 +222,7 @@ async def serve_demo_upstreams(
     Raises:
         OSError: when the address cannot be bound.
         ValueError: when a source name is not usable as a path segment.
+        ServerStartupError: ``ready`` raised (the socket is closed all the same).
     """
     bound_port = port
 
@@ -255,24 +232,9 @@ async def serve_demo_upstreams(
 
     # Built before binding so that bad source names cannot leave a socket behind.
     app = DemoUpstreamApp(sources, on_startup=report_ready)
-    sock = _listen(host, port)
-    bound_port = sock.getsockname()[1]
-    config = Config()
-    config.accesslog = None
-    config.loglevel = "WARNING"
-    config.graceful_timeout = 2.0
-    config.include_server_header = False
-    # Hand hypercorn the listening socket by descriptor; from here it owns and closes it.
-    fd = sock.detach()
-    config.bind = [f"fd://{fd}"]
-
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     handled: list[signal.Signals] = []
-    if shutdown_trigger is None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-            handled.append(signum)
 
     async def trigger() -> None:
         try:
@@ -281,11 +243,13 @@ async def serve_demo_upstreams(
             app.close()
 
     try:
-        # The app is typed with plain mappings rather than hypercorn's TypedDict scopes.
-        await serve(cast("ASGIFramework", app), config, shutdown_trigger=trigger, mode="asgi")
+        if shutdown_trigger is None:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+                handled.append(signum)
+        listener = listen(host, port)
+        bound_port = listener.getsockname()[1]
+        await serve_app(app, listener, trigger, _GRACEFUL_TIMEOUT_S)
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)
-        if not app.started:
-            # Hypercorn opens the descriptor only after a successful startup.
-            os.close(fd)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 from importlib.metadata import PackageNotFoundError, version
+from typing import cast
 
 from quart import Quart, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from gateway.api import register_api_docs
+from gateway.asgi import ASGIApp
 from gateway.container import Container
 from gateway.context import request_id_from
 from gateway.docs import install_docs
@@ -38,7 +40,10 @@ def create_app(container: Container) -> Quart:
     install_docs(app, _package_version())
     register_api_docs(app)
     register_ops(app, container)
-    app.asgi_app = ApiEdge(container, app.asgi_app)  # type: ignore[method-assign]
+    # Quart types its ASGI callables with hypercorn's TypedDict scopes and events, the edge
+    # with plain mappings (gateway.asgi); at runtime both are the same dicts.
+    quart_asgi = cast("ASGIApp", app.asgi_app)
+    app.asgi_app = ApiEdge(container, quart_asgi)  # type: ignore[method-assign,assignment]
 
     @app.before_request
     async def open_request() -> None:

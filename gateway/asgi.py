@@ -1,4 +1,4 @@
-"""Plain-ASGI plumbing shared by the small servers (demo upstreams, chdb_http, store server)."""
+"""Plain-ASGI types and plumbing shared by the edge, the servers and the small ASGI apps."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class BodyTooLarge(Exception):

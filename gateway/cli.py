@@ -24,7 +24,7 @@ from gateway.logs import configure_logging
 from gateway.pipeline import chdb_dir, open_store, start_pipeline
 from gateway.probing import run_probing
 from gateway.reload import reload_config
-from gateway.server import install_shutdown_signals, listen, serve_app
+from gateway.server import ServerStartupError, install_shutdown_signals, listen, serve_app
 from gateway.settings import ENV_PREFIX, Settings
 from schemas.config import GatewayConfig
 
@@ -177,6 +177,8 @@ async def _serve(
         )
     try:
         await asyncio.gather(*tasks)
+    except ServerStartupError as exc:
+        _fail([str(exc)], "the gateway did not start")
     finally:
         stop.set()
         await pipeline.aclose()

@@ -20,18 +20,10 @@ middleware hook Quart documents, so Quart's test client takes the same path as t
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from urllib.parse import parse_qsl
 
 import orjson
-from hypercorn.typing import (
-    ASGIReceiveCallable,
-    ASGISendCallable,
-    HTTPResponseBodyEvent,
-    HTTPResponseStartEvent,
-    HTTPScope,
-    Scope,
-)
 
 from gateway.api import (
     VALID_ENDPOINTS,
@@ -40,6 +32,7 @@ from gateway.api import (
     is_api_path,
     match_endpoint,
 )
+from gateway.asgi import ASGIApp, Message, Receive, Scope, Send
 from gateway.container import Container
 from gateway.context import RequestState, request_id_from, trace_id_from
 from gateway.errors import (
@@ -93,9 +86,6 @@ def _latin1(value: str) -> bytes:
     return value.encode("latin-1", "replace")
 
 
-ASGIApp = Callable[[Scope, ASGIReceiveCallable, ASGISendCallable], Awaitable[None]]
-
-
 class ApiEdge:
     """ASGI middleware answering ``/api/v1``; see the module docstring."""
 
@@ -103,15 +93,13 @@ class ApiEdge:
         self._container = container
         self._app = app
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not is_api_path(scope["path"]):
             await self._app(scope, receive, send)
             return
         await self._serve(scope, send)
 
-    async def _serve(self, scope: HTTPScope, send: ASGISendCallable) -> None:
+    async def _serve(self, scope: Scope, send: Send) -> None:
         container = self._container
         wanted = edge_headers(scope["headers"])
         client = scope.get("client")  # optional in the ASGI spec
@@ -165,7 +153,7 @@ class ApiEdge:
             )
 
     async def _answer(
-        self, state: RequestState, scope: HTTPScope, matched: tuple[EndpointSpec, str | None] | None
+        self, state: RequestState, scope: Scope, matched: tuple[EndpointSpec, str | None] | None
     ) -> ApiResponse:
         container = self._container
         decision = await container.limiter.hit(state.client_ip)
@@ -194,9 +182,7 @@ class ApiEdge:
         return await answer_endpoint(container, state, spec, day, query)
 
     @staticmethod
-    async def _send(
-        scope: HTTPScope, send: ASGISendCallable, state: RequestState, response: ApiResponse
-    ) -> None:
+    async def _send(scope: Scope, send: Send, state: RequestState, response: ApiResponse) -> None:
         headers = [
             _JSON_HEADER,
             (b"content-length", str(len(response.body)).encode()),
@@ -207,13 +193,13 @@ class ApiEdge:
             headers += [
                 (name.encode(), value.encode()) for name, value in state.rate.headers().items()
             ]
-        start: HTTPResponseStartEvent = {
+        start: Message = {
             "type": "http.response.start",
             "status": response.status,
             "headers": headers,
         }
         await send(start)
-        body: HTTPResponseBodyEvent = {
+        body: Message = {
             "type": "http.response.body",
             "body": b"" if scope["method"] == "HEAD" else response.body,
             "more_body": False,

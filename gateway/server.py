@@ -1,10 +1,11 @@
-"""Serving: run the gateway app under uvicorn (httptools parser, the process's uvloop loop).
+"""Serving: run an ASGI app under uvicorn (httptools parser, the process's running loop).
 
 uvicorn rather than the design card's hypercorn: on this 2-core target hypercorn's pure-Python
 HTTP/1.1 handling (h11) was most of the gateway's CPU per request. A bare ASGI answer ran at
 3,200 req/s on hypercorn and 22,900 on uvicorn + httptools; the gateway's cache hits went from
 about 1,960 to 6,100 req/s and a cache miss's CPU from 1.7 to 1.35 ms (docs/BENCHMARKS.md).
-Quart runs on any ASGI server, so nothing else changed.
+Quart runs on any ASGI server, so nothing else changed. The demo upstreams and the store
+process's ClickHouse HTTP endpoint are served the same way (one server, one set of settings).
 """
 
 from __future__ import annotations
@@ -18,15 +19,28 @@ from collections.abc import Awaitable, Callable, Iterator
 import uvicorn
 from quart import Quart
 
+from gateway.asgi import ASGIApp
+
 GRACEFUL_TIMEOUT_S = 5
 
 
 class ServerStartupError(RuntimeError):
-    """The app's startup (ASGI lifespan) failed, so the server never listened."""
+    """The app's startup (ASGI lifespan) failed, so the server never served."""
 
 
 class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to the process (see ``serve_app``)."""
+    """A uvicorn server that leaves signal handling and exiting to the process (``serve_app``)."""
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().serve(sockets)
+        except SystemExit:
+            # uvicorn exits the process when startup fails. Raised in a task, SystemExit would
+            # also stop the event loop under every other part of the process (the gateway, or
+            # the demo upstreams' host), so it becomes an ordinary error here.
+            raise ServerStartupError(
+                "the app's startup failed (its reason is logged above)"
+            ) from None
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -42,7 +56,16 @@ def listen(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=family, backlog=1024)
 
 
-def server_config(app: Quart) -> uvicorn.Config:
+def server_config(
+    app: Quart | ASGIApp, graceful_timeout_s: int = GRACEFUL_TIMEOUT_S
+) -> uvicorn.Config:
+    """The uvicorn settings every server here runs with.
+
+    Args:
+        app: the ASGI app; it must speak the ASGI lifespan protocol (Quart does, and so do
+            the demo upstreams and chdb_http), whose startup runs before serving.
+        graceful_timeout_s: how long in-flight requests may run on after shutdown starts.
+    """
     return uvicorn.Config(
         app,
         loop="none",  # serve on the running loop (uvloop under `apicat serve`)
@@ -51,7 +74,7 @@ def server_config(app: Quart) -> uvicorn.Config:
         access_log=False,  # the request event is the access log
         log_config=None,  # leave logging to gateway.logs
         server_header=False,
-        timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
+        timeout_graceful_shutdown=graceful_timeout_s,
     )
 
 
@@ -62,15 +85,26 @@ def install_shutdown_signals(stop: asyncio.Event) -> None:
 
 
 async def serve_app(
-    app: Quart, listener: socket.socket, shutdown_trigger: Callable[[], Awaitable[None]]
+    app: Quart | ASGIApp,
+    listener: socket.socket,
+    shutdown_trigger: Callable[[], Awaitable[object]],
+    graceful_timeout_s: int = GRACEFUL_TIMEOUT_S,
 ) -> None:
-    """Serve ``app`` on ``listener`` (see ``listen``) until ``shutdown_trigger`` returns, then
-    drain gracefully; the socket is closed afterwards.
+    """Serve ``app`` on ``listener`` until ``shutdown_trigger`` returns, then drain gracefully.
+
+    Signals are left to the caller (see ``install_shutdown_signals``). The socket is closed
+    afterwards, whether or not serving ever started.
+
+    Args:
+        app: the ASGI app (see ``server_config``); its lifespan startup runs first.
+        listener: a listening socket (see ``listen``); connections queue on it until then.
+        shutdown_trigger: awaited; its return starts the graceful shutdown.
+        graceful_timeout_s: how long in-flight requests may run on after that.
 
     Raises:
         ServerStartupError: the app's startup failed (the reason is logged by the app).
     """
-    server = _EmbeddedServer(server_config(app))
+    server = _EmbeddedServer(server_config(app, graceful_timeout_s))
 
     async def stop_requested() -> None:
         await shutdown_trigger()
@@ -80,10 +114,7 @@ async def serve_app(
     try:
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         server.should_exit = True
-        try:
-            await serving
-        except SystemExit as exc:  # uvicorn exits the process on startup failures
-            raise ServerStartupError(f"the gateway did not start (exit {exc.code})") from None
+        await serving
     finally:
         stopping.cancel()
         serving.cancel()

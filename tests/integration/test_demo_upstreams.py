@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from demo.catalog import DEFAULT_SOURCES
 from demo.cli import demo_upstreams
 from demo.knobs import Knobs
 from demo.server import serve_demo_upstreams
+from gateway.server import ServerStartupError
 from schemas.endpoints import EndpointKey
 from schemas.validation import validate_payload
 from tests.support.upstreams import DemoUpstreams, DemoUpstreamsError
@@ -328,3 +330,26 @@ async def test_in_process_server_reports_its_port_and_stops_on_trigger() -> None
     await asyncio.wait_for(server, 10)
 
     assert response.json()["source"] == "alpha"
+
+
+async def test_a_failing_ready_callback_fails_startup_and_frees_the_port() -> None:
+    ports: list[int] = []
+
+    def refuse(port: int) -> None:
+        ports.append(port)
+        raise RuntimeError("the host is not ready")
+
+    with pytest.raises(ServerStartupError):
+        await asyncio.wait_for(
+            serve_demo_upstreams(
+                "127.0.0.1",
+                0,
+                {"alpha": Knobs()},
+                shutdown_trigger=asyncio.Event().wait,
+                ready=refuse,
+            ),
+            10,
+        )
+
+    # The listening socket was closed: the same port binds again.
+    socket.create_server(("127.0.0.1", ports[0])).close()

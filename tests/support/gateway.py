@@ -116,7 +116,7 @@ class Gateway:
     clock: FakeClock = field(default_factory=FakeClock)
 
     async def get(self, path: str, headers: Mapping[str, str] | None = None) -> GatewayResponse:
-        # Present a loopback peer, as hypercorn would for a local client.
+        # Present a loopback peer, as the server (uvicorn) would for a local client.
         response = await self.client.get(
             path, headers=dict(headers or {}), scope_base={"client": ("127.0.0.1", 50000)}
         )
