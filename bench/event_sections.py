@@ -96,7 +96,7 @@ class EventPlan:
 
 
 FULL_EVENTS = EventPlan(
-    ingest_events=200_000,
+    ingest_events=500_000,
     ingest_batches=(1_000, 10_000),
     store_only_batch=10_000,
     worker_limit_s=90.0,
@@ -969,7 +969,7 @@ def render_ingest(ingest: IngestResult, plan: EventPlan) -> list[str]:
             f"{produced.records:,} synthetic events ({mix}; "
             f"{produced.payload_bytes / produced.records:,.0f} B of JSON each on average) were "
             f"produced to `{ingest.prefix}<type>` ({PARTITIONS} partitions per topic, keyed "
-            f"like the gateway, gzip, acks=all) on Kafka at `{ingest.bootstrap}` before any "
+            f"like the gateway, lz4, acks=all) on Kafka at `{ingest.bootstrap}` before any "
             f"timing ({produced.seconds:.1f} s, not counted). Every run below reads them all "
             "as a new consumer group into a store in a fresh directory."
         )
@@ -1126,7 +1126,8 @@ def method_notes(plan: EventPlan) -> list[str]:
         "note the first `max_offsets` call (made by the rebalance listener on assignment). "
         "**events/s end to end** = rows / drain, drain = from partition assignment to the "
         "moment a `count() ... FINAL` over the three tables returns every event (Kafka fetch, "
-        "gzip, validation of the JSON bytes, insert and offset commit of every batch; the "
+        "lz4 decompression, validation of the JSON bytes, insert and offset commit of every "
+        "batch, and the last partial batch's wait of up to `batch_s` for more events; the "
         "consumer polls and converts the next batches while one is inserted, and what it "
         "converted meanwhile goes into the next insert, so deliveries (insert + commit rounds) "
         "can be fewer than `rows / batch_rows`; the "

@@ -268,7 +268,7 @@ async def produce(
     """Create the topics (``PARTITIONS`` each) and send every record, acknowledged by the broker.
 
     The producer is configured like the gateway's (``gateway.kafka_transport``: acks=all,
-    idempotent, gzip), so the consumer reads the same kind of batches; records go out through
+    idempotent, lz4), so the consumer reads the same kind of batches; records go out through
     the batch API to keep the (untimed) set-up short.
     """
     topics = [topic_for(event_type, prefix) for event_type in EVENT_TYPES]
@@ -282,7 +282,7 @@ async def produce(
         client_id="apicat-bench",
         acks="all",
         enable_idempotence=True,
-        compression_type="gzip",
+        compression_type="lz4",
         max_batch_size=256 * 1024,
         linger_ms=20,
         request_timeout_ms=30_000,

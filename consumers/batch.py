@@ -8,11 +8,26 @@ every insert is acknowledged.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Protocol, cast
 
 from consumers.rows import COLUMNS, PoisonMessage, message_to_row
+
+
+class Consumed(Protocol):
+    """One consumed message: a ``Message``, or aiokafka's ``ConsumerRecord`` as polled (not
+    copied: a copy per message was a tenth of the consumer's CPU)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +40,7 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    message: Message
+    message: Consumed
     reason: str
 
 
@@ -52,28 +67,27 @@ class Batch:
         return sum(len(insert.rows) for insert in self.inserts)
 
 
-class RecentIds:
+class RecentIds(dict[str, None]):
     """The last ``capacity`` event ids seen, to drop producer re-sends of the same event.
 
     A batch re-sent after an ambiguous timeout lands at new offsets; because keys pin an
     event to one partition, its duplicate arrives soon after the original on the same
     consumer, so a bounded window of recent ids catches it. The tables'
-    ReplacingMergeTree on ``event_id`` is the backstop.
+    ReplacingMergeTree on ``event_id`` is the backstop. A dict (oldest first) so that the
+    membership test of every consumed event is the dict's own.
     """
 
     def __init__(self, capacity: int = 1_000_000) -> None:
+        super().__init__()
         self._capacity = capacity
-        self._ids: dict[str, None] = {}
-
-    def __contains__(self, event_id: object) -> bool:
-        return event_id in self._ids
 
     def add_many(self, event_ids: Iterable[str]) -> None:
         """Remember ids once their rows are stored (never before: a failed insert is re-read)."""
-        for event_id in event_ids:
-            self._ids[event_id] = None
-        while len(self._ids) > self._capacity:
-            del self._ids[next(iter(self._ids))]
+        self.update(dict.fromkeys(event_ids))
+        excess = len(self) - self._capacity
+        if excess > 0:
+            for event_id in list(itertools.islice(self, excess)):
+                del self[event_id]
 
 
 def _token(table: str, event_ids: Iterable[str]) -> str:
@@ -82,14 +96,13 @@ def _token(table: str, event_ids: Iterable[str]) -> str:
     Built from event ids rather than offsets so that it also works where there are no offsets
     (the embedded in-process path).
     """
-    digest = hashlib.blake2b(digest_size=16)
-    for event_id in event_ids:
-        digest.update(event_id.encode())
+    # One update of the concatenation: the same digest as one update per id, at C speed.
+    digest = hashlib.blake2b("".join(event_ids).encode(), digest_size=16)
     return f"{table}:{digest.hexdigest()}"
 
 
 def build_batch(
-    messages: Sequence[Message],
+    messages: Sequence[Consumed],
     recent: RecentIds | None = None,
     *,
     in_flight: Container[str] = frozenset(),
@@ -113,7 +126,7 @@ def build_batch(
             commit[key] = message.offset + 1
         try:
             table, row = message_to_row(
-                message.value, message.topic, message.partition, message.offset
+                message.value or b"", message.topic, message.partition, message.offset
             )
         except PoisonMessage as exc:
             batch.dead_letters.append(DeadLetter(message, exc.reason))

@@ -20,12 +20,12 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 
-from consumers.batch import Batch, Message, RecentIds, build_batch, merge_batches
+from consumers.batch import Batch, Consumed, RecentIds, build_batch, merge_batches
 from consumers.rows import TABLE_OF_TYPE
 from consumers.store import EventStore, StoreError
 from schemas.wire import DEAD_LETTER_SUFFIX, TOPIC_PREFIX, dead_letter_topic
@@ -67,30 +67,48 @@ class _StoredFloors(ConsumerRebalanceListener):  # type: ignore[misc]
         for tp in assigned:
             self._floors.pop((tp.topic, tp.partition), None)
 
-    async def fresh_only(self, messages: list[Message]) -> list[Message]:
-        unknown = {m.topic for m in messages if (m.topic, m.partition) not in self._floors}
+    async def fresh_only(self, runs: Sequence[Sequence[Consumed]]) -> list[Consumed]:
+        """The messages above their partition's floor, from ``runs`` (see ``_poll``)."""
+        unknown = {run[0].topic for run in runs if _partition_of(run) not in self._floors}
         for topic in unknown:
             table = table_of_topic(topic, self._prefix)
             stored = await self._store.max_offsets(table, topic) if table else {}
-            for partition in {m.partition for m in messages if m.topic == topic}:
-                self._floors.setdefault((topic, partition), stored.get(partition, -1))
-        fresh = [m for m in messages if m.offset > self._floors[(m.topic, m.partition)]]
-        for m in fresh:
-            key = (m.topic, m.partition)
-            self._floors[key] = max(self._floors[key], m.offset)
+            for run in runs:
+                if run[0].topic == topic:
+                    self._floors.setdefault(_partition_of(run), stored.get(run[0].partition, -1))
+        fresh: list[Consumed] = []
+        for run in runs:
+            key = _partition_of(run)
+            floor = self._floors[key]
+            # Offsets rise within a run, so one comparison settles the common case.
+            if run[0].offset > floor:
+                fresh.extend(run)
+            else:
+                fresh.extend(m for m in run if m.offset > floor)
+            self._floors[key] = max(floor, run[-1].offset)
         return fresh
 
 
-def _event_ids(batch: Batch) -> Iterator[str]:
-    return (event_id for insert in batch.inserts for event_id in insert.event_ids)
+def _partition_of(run: Sequence[Consumed]) -> tuple[str, int]:
+    return run[0].topic, run[0].partition
 
 
-def _next_offsets(messages: Iterable[Message]) -> dict[tuple[str, int], int]:
+def _hold(held: set[str], batch: Batch) -> None:
+    for insert in batch.inserts:
+        held.update(insert.event_ids)
+
+
+def _release(held: set[str], batch: Batch) -> None:
+    for insert in batch.inserts:
+        held.difference_update(insert.event_ids)
+
+
+def _next_offsets(runs: Iterable[Sequence[Consumed]]) -> dict[tuple[str, int], int]:
     """Commit points covering every polled message, including skipped already-stored ones."""
     offsets: dict[tuple[str, int], int] = {}
-    for m in messages:
-        key = (m.topic, m.partition)
-        offsets[key] = max(offsets.get(key, 0), m.offset + 1)
+    for run in runs:
+        key = _partition_of(run)
+        offsets[key] = max(offsets.get(key, 0), run[-1].offset + 1)
     return offsets
 
 
@@ -163,7 +181,7 @@ class EventConsumer:
                         continue
                     converted = build_batch(fresh, self._recent, in_flight=self._held)
                     converted.commit_offsets.update(_next_offsets(polled))
-                    self._held.update(_event_ids(converted))
+                    _hold(self._held, converted)
                     pending = converted if pending is None else merge_batches(pending, converted)
                 if pending is None:
                     if delivering is not None and delivering.done():
@@ -204,7 +222,7 @@ class EventConsumer:
         await self._deliver(batch, dlq, stop)
         # Stored: its ids are in the recent window now. (Not stored: nothing after it is
         # delivered either, so nothing needs to skip them.)
-        self._held.difference_update(_event_ids(batch))
+        _release(self._held, batch)
         await self._commit(consumer, batch)
 
     async def _commit(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
@@ -216,34 +234,38 @@ class EventConsumer:
             # skips them by their stored offsets, so nothing is lost or inserted twice.
             log.warning("commit after rebalance failed (%s); new owner resumes", exc)
 
-    async def _rewind(self, consumer: AIOKafkaConsumer, messages: list[Message]) -> None:
+    async def _rewind(self, consumer: AIOKafkaConsumer, runs: list[Sequence[Consumed]]) -> None:
         """Seek back to the first polled offset per partition so nothing is skipped."""
         first: dict[tuple[str, int], int] = {}
-        for m in messages:
-            first[(m.topic, m.partition)] = min(
-                first.get((m.topic, m.partition), m.offset), m.offset
-            )
+        for run in runs:
+            key = _partition_of(run)
+            first[key] = min(first.get(key, run[0].offset), run[0].offset)
         for (topic, partition), offset in first.items():
             with contextlib.suppress(IllegalStateError):
                 consumer.seek(TopicPartition(topic, partition), offset)
         await asyncio.sleep(1.0)  # the store is down: do not spin
 
-    async def _poll(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> list[Message]:
-        messages: list[Message] = []
+    async def _poll(
+        self, consumer: AIOKafkaConsumer, stop: asyncio.Event
+    ) -> list[Sequence[Consumed]]:
+        """Up to ``batch_rows`` records as runs: each run is non-empty, from one partition, in
+        offset order (aiokafka's records as they come, not copied)."""
+        runs: list[Sequence[Consumed]] = []
+        count = 0
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + self._batch_s
-        while len(messages) < self._batch_rows and not stop.is_set():
+        while count < self._batch_rows and not stop.is_set():
             remaining_ms = int((give_up_at - loop.time()) * 1000)
             if remaining_ms <= 0:
                 break
             polled = await consumer.getmany(
-                timeout_ms=min(remaining_ms, 200), max_records=self._batch_rows - len(messages)
+                timeout_ms=min(remaining_ms, 200), max_records=self._batch_rows - count
             )
             for records in polled.values():
-                messages.extend(
-                    Message(r.topic, r.partition, r.offset, r.value or b"") for r in records
-                )
-        return messages
+                if records:
+                    runs.append(records)
+                    count += len(records)
+        return runs
 
     async def _deliver(self, batch: Batch, dlq: AIOKafkaProducer, stop: asyncio.Event) -> None:
         """Insert every block and dead-letter every poison message; retry until both succeed."""

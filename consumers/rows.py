@@ -7,11 +7,21 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, cast
 
+import msgspec
 from pydantic_core import CoreSchema, ErrorDetails, SchemaValidator, ValidationError, core_schema
 
+from consumers.fast_decode import event_decoder
 from schemas.events import EVENT_TYPES, EventEnvelope, FieldFailure
 
-__all__ = ["COLUMNS", "TABLE_OF_TYPE", "PoisonMessage", "event_to_row", "message_to_row"]
+__all__ = [
+    "COLUMNS",
+    "FINITE_COLUMNS",
+    "TABLE_OF_TYPE",
+    "UINT_COLUMN_MAX",
+    "PoisonMessage",
+    "event_to_row",
+    "message_to_row",
+]
 
 
 class PoisonMessage(Exception):
@@ -75,7 +85,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 
 # Integer columns are unsigned and narrower than Python ints: a value that does not fit would
 # fail (or silently wrap in) the whole batch insert, so it is rejected here, per message.
-_UINT_MAX = {
+UINT_COLUMN_MAX = {
     "schema_version": 2**16 - 1,
     "status": 2**16 - 1,
     "fallback_depth": 2**16 - 1,
@@ -85,7 +95,7 @@ _UINT_MAX = {
     "consecutive_failures": 2**32 - 1,
     "bytes": 2**64 - 1,
 }
-_FLOATS = frozenset({"latency_ms", "confidence"})
+FINITE_COLUMNS = frozenset({"latency_ms", "confidence"})
 # DateTime64(3) covers 1900..2299; anything near the ends is a producer bug, not an event.
 _TS_MIN = datetime(1970, 1, 1, tzinfo=UTC)
 _TS_MAX = datetime(2200, 1, 1, tzinfo=UTC)
@@ -105,9 +115,9 @@ def _column_schema(column: str, schema: CoreSchema) -> CoreSchema:
         return cast(CoreSchema, {**schema, "schema": inner})
     if kind == "enum":
         return core_schema.literal_schema([member.value for member in schema["members"]])
-    if kind == "int" and column in _UINT_MAX:
-        return cast(CoreSchema, {**schema, "ge": 0, "le": _UINT_MAX[column]})
-    if kind == "float" and column in _FLOATS:
+    if kind == "int" and column in UINT_COLUMN_MAX:
+        return cast(CoreSchema, {**schema, "ge": 0, "le": UINT_COLUMN_MAX[column]})
+    if kind == "float" and column in FINITE_COLUMNS:
         return cast(CoreSchema, {**schema, "allow_inf_nan": False})
     return schema
 
@@ -144,8 +154,8 @@ _VALIDATOR = _event_validator()
 
 def _error_text(error: ErrorDetails) -> str:
     column = str(error["loc"][-1]) if error["loc"] else ""
-    if error["type"] in ("greater_than_equal", "less_than_equal") and column in _UINT_MAX:
-        return f"{error['input']} is out of range 0..{_UINT_MAX[column]}"
+    if error["type"] in ("greater_than_equal", "less_than_equal") and column in UINT_COLUMN_MAX:
+        return f"{error['input']} is out of range 0..{UINT_COLUMN_MAX[column]}"
     if error["type"] == "finite_number":
         return f"{error['input']} is not a finite number"
     return error["msg"]
@@ -181,15 +191,18 @@ _LAYOUT: dict[str, tuple[str, Callable[[dict[str, Any]], tuple[object, ...]]]] =
 }
 
 
-def _fields_to_row(
-    fields: dict[str, Any], topic: str, partition: int, offset: int
-) -> tuple[str, tuple[object, ...]]:
-    ts: datetime = fields["ts"]
+def _utc_in_range(ts: datetime) -> datetime:
     # A naive timestamp is taken as UTC (SPEC §6: every ts is UTC); others are converted.
     ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
     if not _TS_MIN <= ts < _TS_MAX:
         raise PoisonMessage(f"ts: {ts.isoformat()} is out of range")
-    fields["ts"] = ts
+    return ts
+
+
+def _fields_to_row(
+    fields: dict[str, Any], topic: str, partition: int, offset: int
+) -> tuple[str, tuple[object, ...]]:
+    fields["ts"] = _utc_in_range(fields["ts"])
     event_type: str = fields["type"]
     if event_type == "validation_failure":
         failures: list[FieldFailure] = fields["failures"]
@@ -200,22 +213,64 @@ def _fields_to_row(
     return table, (*pick(fields), topic, partition, offset)
 
 
+def _fast_layout() -> dict[type[msgspec.Struct], tuple[str, bool]]:
+    """Per fast-path Struct: its table, and whether its last field is ``failures``.
+
+    A Struct's fields are positionally the table's columns (``failures`` standing for the
+    three ``failures.*`` arrays, ``event_id`` and ``ts`` first); checked here, at import, so
+    a model change that breaks the correspondence fails loudly instead of misplacing values.
+    """
+    layout: dict[type[msgspec.Struct], tuple[str, bool]] = {}
+    for struct, event_type in _FAST_TYPES.items():
+        table = TABLE_OF_TYPE[event_type]
+        fields = struct.__struct_fields__
+        has_failures = fields[-1] == "failures"
+        expected = COLUMNS[table][
+            : -len(_INGESTION) - (len(_FAILURE_COLUMNS) if has_failures else 0)
+        ]
+        if fields[: len(fields) - has_failures] != expected or expected[:2] != ("event_id", "ts"):
+            raise TypeError(f"{event_type}: fields {fields} do not line up with {table} columns")
+        layout[struct] = (table, has_failures)
+    return layout
+
+
+_FAST_DECODER, _FAST_TYPES = event_decoder(UINT_COLUMN_MAX, FINITE_COLUMNS)
+_FAST_LAYOUT = _fast_layout()
+
+
 def message_to_row(
     payload: bytes, topic: str, partition: int, offset: int
 ) -> tuple[str, tuple[object, ...]]:
     """Validate one event message's JSON bytes and turn it into a row of its table.
 
     The fast path of :func:`event_to_row`, with the same checks and reasons: the row is a
-    tuple in the order of ``COLUMNS[table]``.
+    tuple in the order of ``COLUMNS[table]``. A message is decoded by the strict decoder of
+    ``consumers.fast_decode`` first; one it rejects is validated by the models' own rules,
+    which accept it after all (lax input) or name what is wrong.
 
     Raises:
         PoisonMessage: as :func:`event_to_row`, and when ``payload`` is not a JSON object.
     """
     try:
-        fields: dict[str, Any] = _VALIDATOR.validate_json(payload)[0]
-    except ValidationError as exc:
-        raise PoisonMessage(_reason(exc)) from None
-    return _fields_to_row(fields, topic, partition, offset)
+        event = _FAST_DECODER.decode(payload)
+    except msgspec.MsgspecError:
+        try:
+            fields: dict[str, Any] = _VALIDATOR.validate_json(payload)[0]
+        except ValidationError as exc:
+            raise PoisonMessage(_reason(exc)) from None
+        return _fields_to_row(fields, topic, partition, offset)
+    table, has_failures = _FAST_LAYOUT[type(event)]
+    values = msgspec.structs.astuple(event)
+    ts = _utc_in_range(values[1])
+    if not has_failures:
+        return table, (values[0], ts, *values[2:], topic, partition, offset)
+    failures = values[-1]
+    return table, (
+        *(values[0], ts, *values[2:-1]),
+        *([item.path for item in failures], [item.rule for item in failures]),
+        [item.detail for item in failures],
+        *(topic, partition, offset),
+    )
 
 
 def event_to_row(

@@ -48,7 +48,7 @@ class KafkaTransport:
             enable_idempotence=True,
             linger_ms=20,
             max_batch_size=256 * 1024,
-            compression_type="gzip",
+            compression_type="lz4",
             request_timeout_ms=15_000,
             retry_backoff_ms=200,
         )
