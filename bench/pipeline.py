@@ -37,6 +37,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 
 from consumers.batch import Message, build_batch
+from consumers.gc_policy import tune_for_batches
 from consumers.store import EventStore
 from schemas.endpoints import ENDPOINTS
 from schemas.events import (
@@ -605,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "chdb-http":
             runner.run(_chdb_http(args))
             return 0
+        tune_for_batches()  # as `apicat consumer` and the embedded store process do
         work = _consume(args) if args.command == "consume" else _store_only(args)
         result = runner.run(work)
     print(RESULT_PREFIX + json.dumps(result), flush=True)

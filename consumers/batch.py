@@ -152,21 +152,24 @@ def build_batch(
     return batch
 
 
-def merge_batches(first: Batch, second: Batch) -> Batch:
-    """One batch holding both, in order: one insert per table, tokens of the merged ids.
+def merge_batches(*batches: Batch) -> Batch:
+    """One batch holding them all, in order: one insert per table, tokens of the merged ids.
 
-    ``second`` must have been built with ``first``'s ids as ``in_flight`` (or in ``recent``),
-    so that no event is in both.
+    Each batch must have been built with the ids of the ones before it as ``in_flight`` (or
+    in ``recent``), so that no event is in two of them. Merging all at once, not pairwise as
+    they arrive, keeps the cost linear: a token hashes every id of its insert.
     """
+    if len(batches) == 1:
+        return batches[0]
     merged = Batch(
-        dead_letters=[*first.dead_letters, *second.dead_letters],
-        commit_offsets=dict(first.commit_offsets),
-        duplicates=first.duplicates + second.duplicates,
+        dead_letters=[dead for batch in batches for dead in batch.dead_letters],
+        duplicates=sum(batch.duplicates for batch in batches),
     )
-    for key, offset in second.commit_offsets.items():
-        merged.commit_offsets[key] = max(merged.commit_offsets.get(key, 0), offset)
+    for batch in batches:
+        for key, offset in batch.commit_offsets.items():
+            merged.commit_offsets[key] = max(merged.commit_offsets.get(key, 0), offset)
     per_table: dict[str, tuple[list[tuple[object, ...]], list[str]]] = {}
-    for insert in (*first.inserts, *second.inserts):
+    for insert in (insert for batch in batches for insert in batch.inserts):
         rows, ids = per_table.setdefault(insert.table, ([], []))
         rows.extend(insert.rows)
         ids.extend(insert.event_ids)

@@ -168,7 +168,8 @@ class EventConsumer:
         # one pending batch (up to max_insert_rows), which is delivered once that task is done,
         # so deliveries and commits stay in order and a slow store gets fewer, larger inserts.
         delivering: asyncio.Task[None] | None = None
-        pending: Batch | None = None
+        pending: list[Batch] = []
+        pending_rows = 0
         try:
             while not stop.is_set():
                 polled = await self._poll(consumer, stop)
@@ -182,27 +183,29 @@ class EventConsumer:
                     converted = build_batch(fresh, self._recent, in_flight=self._held)
                     converted.commit_offsets.update(_next_offsets(polled))
                     _hold(self._held, converted)
-                    pending = converted if pending is None else merge_batches(pending, converted)
-                if pending is None:
+                    pending.append(converted)
+                    pending_rows += converted.rows
+                if not pending:
                     if delivering is not None and delivering.done():
                         await delivering  # surfaces a failed delivery now, not at the next batch
                         delivering = None
                     continue
                 busy = delivering is not None and not delivering.done()
-                if busy and pending.rows < self._max_insert_rows and not stop.is_set():
+                if busy and pending_rows < self._max_insert_rows and not stop.is_set():
                     continue
                 if delivering is not None:
                     await delivering
                 delivering = asyncio.create_task(
-                    self._deliver_and_commit(consumer, pending, dlq, stop), name="consumer-deliver"
+                    self._deliver_and_commit(consumer, merge_batches(*pending), dlq, stop),
+                    name="consumer-deliver",
                 )
-                pending = None
+                pending, pending_rows = [], 0
             # SIGTERM: finish the batches in hand and commit them.
             if delivering is not None:
                 await delivering
             delivering = None
-            if pending is not None:
-                await self._deliver_and_commit(consumer, pending, dlq, stop)
+            if pending:
+                await self._deliver_and_commit(consumer, merge_batches(*pending), dlq, stop)
         except _StoppedMidBatch:
             delivering = None
         finally:

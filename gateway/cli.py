@@ -13,6 +13,7 @@ from typing import Literal
 import click
 from pydantic import ValidationError
 
+from consumers.gc_policy import tune_for_batches
 from consumers.kafka_consumer import EventConsumer
 from consumers.migrate import migrate as run_migrations
 from consumers.query import run_query
@@ -248,6 +249,7 @@ def consumer(group: str) -> None:
     configure_logging(settings.log_level, settings.log_format)
     if not settings.kafka_bootstrap_servers:
         _fail(["set APICAT_KAFKA_BOOTSTRAP_SERVERS"], "the consumer needs Kafka")
+    tune_for_batches()
     _run(_consume(settings, group))
 
 

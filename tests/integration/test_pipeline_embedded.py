@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from consumers.store import EventStore
+from consumers.store_server import STORE_NICENESS
 from gateway.app import create_app
 from gateway.container import Container
 from gateway.emitter import BufferedEmitter, EmitterPolicy, TransportError
@@ -424,3 +425,12 @@ def test_signal_to_the_process_group_still_stores_the_last_events(tmp_path: Path
     result = apicat(env, "query", "SELECT count() AS n FROM apicat.requests", "--format", "json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [{"n": 5}]
+
+
+async def test_store_process_runs_below_the_gateways_priority(tmp_path: Path) -> None:
+    # Its inserts and merges must not steal the CPU from request serving on a small machine.
+    async with running_pipeline(embedded_settings(tmp_path)) as pipeline:
+        process = pipeline.store_process
+        assert process is not None and process.pid is not None
+        store_niceness = os.getpriority(os.PRIO_PROCESS, process.pid)
+        assert store_niceness == min(os.getpriority(os.PRIO_PROCESS, 0) + STORE_NICENESS, 19)

@@ -75,23 +75,29 @@ def test_merged_batches_make_one_insert_per_table_with_the_token_of_all_their_ev
     first = build_batch([request_message(1, "a"), circuit_message(4)])
     garbage = Message("apicat.events.request", 0, 3, b"{not json")
     second = build_batch([request_message(2, "b"), garbage, request_message(5, "c", 1)])
+    third = build_batch([request_message(7, "d", 1)])
 
-    merged = merge_batches(first, second)
+    merged = merge_batches(first, second, third)
 
     requests = next(insert for insert in merged.inserts if insert.table == "requests")
-    assert requests.event_ids == ("a", "b", "c")
+    assert requests.event_ids == ("a", "b", "c", "d")
     assert (
         requests.dedup_token
         == build_batch(
-            [request_message(1, "a"), request_message(2, "b"), request_message(5, "c", 1)]
+            [
+                request_message(1, "a"),
+                request_message(2, "b"),
+                request_message(5, "c", 1),
+                request_message(7, "d", 1),
+            ]
         )
         .inserts[0]
         .dedup_token
     )
-    assert merged.rows == 4
+    assert merged.rows == 5
     assert [d.message.offset for d in merged.dead_letters] == [3]
     assert merged.commit_offsets == {
         ("apicat.events.request", 0): 4,
-        ("apicat.events.request", 1): 6,
+        ("apicat.events.request", 1): 8,
         ("apicat.events.circuit_change", 1): 5,
     }
