@@ -26,8 +26,8 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Starts the local services this machine has installed (Redis today); tests that need a
-# service that is still missing skip locally and fail under CI=true.
+# Starts the local services the tests use (Redis if installed; a Kafka broker fetched with mvn);
+# tests that need a service that is still missing skip locally and fail under CI=true.
 services:
 	@scripts/services.sh start
 
