@@ -122,6 +122,8 @@ class Prober:
         # Last statuses this prober wrote: the previous status when the store is unreachable.
         self._last: dict[str, UpstreamStatus] = {}
         self._current: Sequence[ProbeTarget] = ()
+        self._pruned_for: frozenset[str] | None = None
+        self._prune_failing = False
 
     async def probe(self, target: ProbeTarget) -> UpstreamStatus:
         """Probe one target now: fetch, classify, update its status, emit the event.
@@ -191,7 +193,9 @@ class Prober:
         try:
             while not stop.is_set():
                 now = self._clock()
-                for target, leased in self._due(self._read_targets(), now):
+                targets = self._read_targets()
+                await self._prune(targets)
+                for target, leased in self._due(targets, now):
                     self._start(target, leased)
                 delay = min(max(self._next_wake() - self._clock(), 0.0), _MAX_SLEEP_S)
                 with contextlib.suppress(TimeoutError):
@@ -199,6 +203,30 @@ class Prober:
                         await stop.wait()
         finally:
             await self._drain()
+
+    async def _prune(self, targets: Sequence[ProbeTarget]) -> None:
+        """Forget the statuses of upstreams no longer probed, once per change of the list.
+
+        Otherwise an upstream removed from the config stayed in ``/health/upstreams`` (and in
+        Redis) for good. Runs at start-up too, for removals made while no prober ran; with
+        probers of two config versions side by side, one may drop the other's status, which
+        its next probe writes again.
+        """
+        urls = frozenset(target.base_url for target in targets)
+        if urls == self._pruned_for:
+            return
+        try:
+            stale = set(await self._store.get_all()) - urls
+            await self._store.forget(stale)
+        except StatusStoreError as exc:
+            if not self._prune_failing:  # once per outage, not once per loop cycle
+                log.warning("cannot forget statuses of removed upstreams (%s); will retry", exc)
+            self._prune_failing = True
+            return
+        self._prune_failing = False
+        if stale:
+            log.info("forgot the status of %d upstream(s) no longer probed", len(stale))
+        self._pruned_for = urls
 
     def _read_targets(self) -> Sequence[ProbeTarget]:
         try:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -154,6 +154,10 @@ class StatusStore(Protocol):
         """Replace the status of ``status.url``."""
         ...
 
+    async def forget(self, urls: Collection[str]) -> None:
+        """Drop the statuses of ``urls`` (upstreams no longer in the config)."""
+        ...
+
     async def try_lease(self, key: str, slot: int, holder: str, ttl_s: float) -> bool:
         """Claim probe round ``slot`` of target ``key``; true for exactly one caller."""
         ...
@@ -180,6 +184,10 @@ class MemoryStatusStore:
 
     async def put(self, status: UpstreamStatus) -> None:
         self._statuses[status.url] = status
+
+    async def forget(self, urls: Collection[str]) -> None:
+        for url in urls:
+            self._statuses.pop(url, None)
 
     async def try_lease(self, key: str, slot: int, holder: str, ttl_s: float) -> bool:
         now = self._clock()
@@ -231,6 +239,14 @@ class RedisStatusStore:
             await self._redis.hset(STATUS_HASH, status.url, status.to_json())
         except (RedisError, OSError) as exc:
             raise StatusStoreError(f"writing the status of {status.url}: {exc}") from exc
+
+    async def forget(self, urls: Collection[str]) -> None:
+        if not urls:
+            return
+        try:
+            await self._redis.hdel(STATUS_HASH, *urls)
+        except (RedisError, OSError) as exc:
+            raise StatusStoreError(f"forgetting {len(urls)} statuses: {exc}") from exc
 
     async def try_lease(self, key: str, slot: int, holder: str, ttl_s: float) -> bool:
         try:

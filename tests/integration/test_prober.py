@@ -304,6 +304,42 @@ async def test_new_targets_are_picked_up_without_a_restart(
     assert set((await store.get_all()).keys()) == {t.base_url for t in current}
 
 
+async def test_removed_upstreams_are_forgotten_by_the_status_store(
+    upstreams: DemoUpstreams, fetcher: AiohttpUpstreamClient
+) -> None:
+    interval_s = 0.3
+    kept = short_interval(home_targets(upstreams, Source("alpha", 1)), interval_s)
+    removed = short_interval(home_targets(upstreams, Source("beta", 1)), interval_s)
+    store, emitter = MemoryStatusStore(), MemoryEmitter()
+    # A status left by an earlier config, before this prober started.
+    leftover = await Prober(
+        lambda: [], fetcher, store, emitter, holder="old", instance="old", down_after=2
+    ).probe(short_interval(home_targets(upstreams, Source("gamma", 1)), interval_s)[0])
+    current = kept + removed
+    recorder = Recorder()
+    prober = Prober(
+        lambda: current, fetcher, store, emitter, holder="p", instance="p", down_after=2,
+        on_status=recorder, max_jitter_s=0.0,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(prober.run(stop))
+    try:
+        await wait_until(lambda: len({s.url for s, _ in recorder.calls}) >= 2, timeout_s=3)
+        assert leftover.url not in await store.get_all()
+        current = kept
+        seen = len(recorder.calls)
+        # Two rounds of the kept upstream: the second began in a loop cycle after the edit,
+        # whose pruning comes before its probes.
+        kept_url = kept[0].base_url
+        await wait_until(
+            lambda: sum(1 for new, _ in recorder.calls[seen:] if new.url == kept_url) >= 2, 3
+        )
+    finally:
+        stop.set()
+        await task
+    assert set(await store.get_all()) == {kept[0].base_url}
+
+
 def test_prober_command_rejects_a_bad_config_naming_the_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"categories": [{"name": "anime", "probe": {"interval_seconds": 1}}]}')
