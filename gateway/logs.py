@@ -41,15 +41,33 @@ class _TextFormatter(logging.Formatter):
         return f"{line} [request_id={request_id}]" if request_id else line
 
 
+_HANDLER_NAME = "apicat-stderr"
+
+
 def configure_logging(level: str, fmt: str) -> None:
-    """Route the ``apicat`` loggers to stderr in the chosen format (idempotent)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
+    """Route the ``apicat`` loggers to stderr in the chosen format (idempotent).
+
+    Libraries' warnings and errors (aiokafka, uvicorn, stamina's retries, chDB) go through the
+    root logger in the same format, with the request id, instead of as bare lines.
+    """
+    formatter = (
         JsonFormatter()
         if fmt == "json"
         else _TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
-    root = logging.getLogger("apicat")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    ours = logging.getLogger("apicat")
+    ours.handlers[:] = [_stderr_handler(formatter, logging.NOTSET)]
+    ours.setLevel(level)
+    ours.propagate = False
+    root = logging.getLogger()
+    # Keep handlers others installed (a test runner's capture, say); replace only our own.
+    kept = [handler for handler in root.handlers if handler.get_name() != _HANDLER_NAME]
+    root.handlers[:] = [*kept, _stderr_handler(formatter, logging.WARNING)]
+
+
+def _stderr_handler(formatter: logging.Formatter, level: int) -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(formatter)
+    handler.setLevel(level)
+    return handler
