@@ -78,6 +78,23 @@ class AttemptRecord:
         return body
 
 
+def summarize_attempts(attempts: Sequence[AttemptRecord]) -> str:
+    """One line for a 503's message: each link's outcomes, retries counted, in order tried.
+
+    ``drakorid: http_5xx x2; drakorid (fallback 1): timeout; drakorindo: http_5xx x2``; a
+    fallback URL carries its primary's source name, so the depth tells the links apart.
+    """
+    counts: dict[tuple[str, int, str], int] = {}
+    for attempt in attempts:
+        key = (attempt.source_name, attempt.depth, attempt.outcome.value)
+        counts[key] = counts.get(key, 0) + 1
+    return "; ".join(
+        f"{source}{f' (fallback {depth})' if depth else ''}: {outcome}"
+        + (f" x{count}" if count > 1 else "")
+        for (source, depth, outcome), count in counts.items()
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Winner:
     link: LinkPlan

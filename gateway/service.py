@@ -34,7 +34,7 @@ from gateway.cache.policy import (
 )
 from gateway.errors import AllSourcesFailed
 from gateway.routing import EndpointRoute
-from gateway.selection import RequestContext, SelectionEngine
+from gateway.selection import RequestContext, SelectionEngine, summarize_attempts
 from gateway.singleflight import SingleFlight
 from schemas.events import CacheStatus
 
@@ -130,7 +130,7 @@ class CategoryService:
         try:
             result = await self._engine.select(route, rest, params, ctx, self._policy.deadline_s)
             if result.winner is None:
-                tried = ", ".join(f"{a.source_name}:{a.outcome.value}" for a in result.attempts)
+                tried = summarize_attempts(result.attempts)
                 raise AllSourcesFailed(
                     f"no source of category {route.category!r} returned a valid answer"
                     + (f" ({tried})" if tried else ""),

@@ -10,7 +10,13 @@ import pytest
 from gateway.breaker import BreakerRegistry
 from gateway.events import MemoryEmitter
 from gateway.routing import build_routing_table
-from gateway.selection import RequestContext, RetryPolicy, SelectionEngine
+from gateway.selection import (
+    AttemptRecord,
+    RequestContext,
+    RetryPolicy,
+    SelectionEngine,
+    summarize_attempts,
+)
 from gateway.upstream import CallProgress, UpstreamResponse
 from schemas.config import GatewayConfig
 from schemas.endpoints import ENDPOINTS_BY_KEY, EndpointKey
@@ -87,3 +93,21 @@ async def test_unparseable_bodies_are_invalid_json_and_fall_back(body: bytes) ->
 
 async def test_json_that_is_not_an_object_is_invalid_schema() -> None:
     assert await select_with(b"[1, 2, 3]") == [AttemptOutcome.INVALID_SCHEMA, AttemptOutcome.OK]
+
+
+def test_a_503_summary_counts_retries_and_tells_fallback_links_apart() -> None:
+    def attempt(source: str, depth: int, outcome: AttemptOutcome) -> AttemptRecord:
+        role = "fallback" if depth else "primary"
+        return AttemptRecord(source, role, depth, f"http://{source}/{depth}", outcome, None, 1, "")
+
+    tried = [
+        attempt("drakorid", 0, AttemptOutcome.HTTP_5XX),
+        attempt("drakorindo", 0, AttemptOutcome.HTTP_5XX),
+        attempt("drakorid", 0, AttemptOutcome.HTTP_5XX),
+        attempt("drakorid", 1, AttemptOutcome.TIMEOUT),
+        attempt("drakorindo", 0, AttemptOutcome.HTTP_5XX),
+    ]
+
+    assert summarize_attempts(tried) == (
+        "drakorid: http_5xx x2; drakorindo: http_5xx x2; drakorid (fallback 1): timeout"
+    )
