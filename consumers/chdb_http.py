@@ -46,7 +46,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from consumers.store import ChdbResult, ChdbStore, StoreError, error_code
-from gateway.asgi import ASGIApp, BodyTooLarge, Receive, Scope, Send, read_body
+from gateway.asgi import ASGIApp, BodyTooLarge, Receive, Scope, Send, answer_lifespan, read_body
 from gateway.server import listen, serve_app
 
 __all__ = ["ChdbHttpApp", "serve_chdb_http"]
@@ -171,18 +171,9 @@ class ChdbHttpApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await answer_lifespan(receive, send)
         elif scope["type"] == "http":
             await self._http(scope, receive, send)
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]

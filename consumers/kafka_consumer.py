@@ -147,6 +147,11 @@ class EventConsumer:
         self.dead_lettered = 0
         self.batches = 0
 
+    @property
+    def held_events(self) -> int:
+        """Converted events not stored yet: the batch being inserted and any pending behind it."""
+        return len(self._held)
+
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,

@@ -1,4 +1,4 @@
-"""Application factory: ``ApiEdge`` answers ``/api/v1``; Quart serves docs and ops endpoints.
+"""Application factory: ``ApiEdge`` answers ``/api/v1``; Quart serves docs, ops and metrics.
 
 The Quart hooks here give the other routes a request id and JSON errors; the API's edge work
 (ids, rate limit, errors, request events) is ``gateway.edge``'s.
@@ -20,6 +20,7 @@ from gateway.context import request_id_from
 from gateway.docs import install_docs
 from gateway.edge import ApiEdge, edge_headers
 from gateway.logs import request_id_var
+from gateway.metrics import register_metrics
 from gateway.ops import register_ops
 from gateway.responses import json_response
 
@@ -40,6 +41,7 @@ def create_app(container: Container) -> Quart:
     install_docs(app, _package_version())
     register_api_docs(app)
     register_ops(app, container)
+    register_metrics(app, container)
     # Quart types its ASGI callables with hypercorn's TypedDict scopes and events, the edge
     # with plain mappings (gateway.asgi); at runtime both are the same dicts.
     quart_asgi = cast("ASGIApp", app.asgi_app)

@@ -40,3 +40,14 @@ async def read_body(receive: Receive, max_bytes: int) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+async def answer_lifespan(receive: Receive, send: Send) -> None:
+    """The ASGI lifespan of an app with nothing to start or stop: complete both at once."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Literal
@@ -22,6 +23,7 @@ from gateway.app import create_app
 from gateway.config_file import ConfigFileError, load_config_file
 from gateway.container import Container
 from gateway.logs import configure_logging
+from gateway.metrics import ConsumerCollector, metrics_asgi_app, new_registry
 from gateway.pipeline import chdb_dir, open_store, start_pipeline
 from gateway.probing import run_probing
 from gateway.reload import reload_config
@@ -37,6 +39,10 @@ def _fail(lines: list[str], title: str) -> None:
     for line in lines:
         click.echo(f"  {line}", err=True)
     sys.exit(EXIT_USAGE)
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> None:
+    _fail([f"{host}:{port}: {exc.strerror or exc}"], "cannot listen")
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -145,7 +151,7 @@ async def _serve(
     except OSError as exc:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
-        _fail([f"{host}:{port}: {exc.strerror or exc}"], "cannot listen")
+        _cannot_listen(host, port, exc)
     port = listener.getsockname()[1]
     try:
         pipeline = await start_pipeline(settings, "gateway")
@@ -243,17 +249,34 @@ async def _query(settings: Settings, sql: str, output: Literal["table", "json", 
 
 @main.command()
 @click.option("--group", default="apicat-clickhouse", show_default=True, help="Consumer group.")
-def consumer(group: str) -> None:
+@click.option(
+    "--metrics-port", type=click.IntRange(0, 65535), default=None,
+    help="Serve Prometheus metrics at /metrics on this port (0 = any free port). Default: off.",
+)  # fmt: skip
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True,
+    help="Address of the metrics port (loopback by default: /metrics has no authentication).",
+)  # fmt: skip
+def consumer(group: str, metrics_port: int | None, metrics_host: str) -> None:
     """Consume events from Kafka into ClickHouse until SIGTERM (several may share a group)."""
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     if not settings.kafka_bootstrap_servers:
         _fail(["set APICAT_KAFKA_BOOTSTRAP_SERVERS"], "the consumer needs Kafka")
+    metrics_listener: socket.socket | None = None
+    if metrics_port is not None:
+        # Bound before anything starts, so a taken port is exit 2 with nothing to undo.
+        try:
+            metrics_listener = listen(metrics_host, metrics_port)
+        except OSError as exc:
+            _cannot_listen(metrics_host, metrics_port, exc)
     tune_for_batches()
-    _run(_consume(settings, group))
+    _run(_consume(settings, group, metrics_listener))
 
 
-async def _consume(settings: Settings, group: str) -> None:
+async def _consume(
+    settings: Settings, group: str, metrics_listener: socket.socket | None = None
+) -> None:
     stop = asyncio.Event()
     install_shutdown_signals(stop)
     store = await open_store(settings)
@@ -267,9 +290,39 @@ async def _consume(settings: Settings, group: str) -> None:
             topic_prefix=settings.kafka_topic_prefix,
         )
         click.echo(f"consuming {settings.kafka_topic_prefix}* as group {group!r}")
-        await worker.run(stop)
+        if metrics_listener is None:
+            await worker.run(stop)
+        else:
+            await _consume_with_metrics(worker, stop, metrics_listener)
     finally:
         await store.aclose()
+
+
+async def _consume_with_metrics(
+    worker: EventConsumer, stop: asyncio.Event, listener: socket.socket
+) -> None:
+    """Run ``worker`` and its metrics server; either one ending stops the other."""
+
+    async def stopped() -> None:
+        await stop.wait()
+
+    host, port = listener.getsockname()[:2]
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
+    registry = new_registry(ConsumerCollector(worker))
+    serving = asyncio.create_task(
+        serve_app(metrics_asgi_app(registry), listener, stopped, graceful_timeout_s=1),
+        name="metrics-server",
+    )
+    serving.add_done_callback(lambda _: stop.set())
+    click.echo(f"metrics on http://{host}:{port}/metrics")
+    try:
+        await worker.run(stop)
+    finally:
+        stop.set()
+        try:
+            await serving
+        except ServerStartupError as exc:
+            _fail([str(exc)], "the metrics server did not start")
 
 
 def _register_commands() -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -16,7 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
+from tests.support.metrics import Scrape
 from tests.support.net import free_port
+from tests.support.pipeline import produce_events, request_event, unique_group, unique_prefix
 from tests.unit.test_config_model import PRD_EXAMPLE
 
 BAD_CONFIG = b"""{"categories": [{"name": "anime", "endpoints": [{"path": "/api/v1/home",
@@ -64,8 +67,16 @@ def test_serve_without_any_config_explains_what_to_pass() -> None:
 
 
 @contextlib.contextmanager
-def _serving(args: list[str], port: int) -> Iterator[httpx.Client]:
-    env = {**os.environ, "APICAT_LOG_LEVEL": "WARNING"}
+def _serving(
+    args: list[str],
+    port: int,
+    *,
+    ready_path: str = "/livez",
+    env: Mapping[str, str] | None = None,
+) -> Iterator[httpx.Client]:
+    """``apicat ARGS`` in a subprocess, once ``ready_path`` answers 200 on ``port``; stopped
+    with SIGTERM afterwards."""
+    env = {**os.environ, "APICAT_LOG_LEVEL": "WARNING", **(env or {})}
     process = subprocess.Popen(
         [sys.executable, "-c", "from gateway.cli import main; main()", *args],
         stdout=subprocess.DEVNULL,
@@ -77,12 +88,12 @@ def _serving(args: list[str], port: int) -> Iterator[httpx.Client]:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and process.poll() is None:
             with contextlib.suppress(httpx.TransportError):
-                if client.get("/livez").status_code == 200:
+                if client.get(ready_path).status_code == 200:
                     break
             time.sleep(0.1)
         else:
             stderr = process.stderr.read().decode() if process.stderr else ""
-            pytest.fail(f"apicat serve did not come up: {stderr}")
+            pytest.fail(f"apicat {args[0]} did not come up: {stderr}")
         yield client
     finally:
         client.close()
@@ -138,3 +149,52 @@ def test_consumer_without_kafka_explains_what_to_set() -> None:
     result = CliRunner().invoke(main, ["consumer"], env={"APICAT_KAFKA_BOOTSTRAP_SERVERS": ""})
     assert result.exit_code == 2
     assert "APICAT_KAFKA_BOOTSTRAP_SERVERS" in result.output
+
+
+def test_consumer_metrics_on_a_taken_port_exits_2_naming_the_address(tmp_path: Path) -> None:
+    env = {"APICAT_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "APICAT_DATA_DIR": str(tmp_path)}
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["consumer", "--metrics-port", str(port)], env=env)
+    assert result.exit_code == 2
+    assert "cannot listen" in result.output
+    assert f"127.0.0.1:{port}" in result.output
+    assert not (tmp_path / "chdb").exists(), "nothing else was started"
+
+
+def test_consumer_metrics_port_out_of_range_exits_2_naming_the_option() -> None:
+    env = {"APICAT_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    result = CliRunner().invoke(main, ["consumer", "--metrics-port", "70000"], env=env)
+    assert result.exit_code == 2
+    assert "--metrics-port" in result.output
+
+
+@pytest.mark.kafka
+@pytest.mark.clickhouse
+async def test_consumer_metrics_port_counts_the_rows_it_wrote(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    prefix, events = unique_prefix(), 20
+    await produce_events(
+        kafka_bootstrap, prefix, [request_event(i) for i in range(events)], tmp_path / "journal"
+    )
+    port = free_port()
+    env = {
+        "APICAT_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "APICAT_KAFKA_TOPIC_PREFIX": prefix,
+        "APICAT_DATA_DIR": str(tmp_path / "data"),
+    }
+    args = ["consumer", "--group", unique_group(), "--metrics-port", str(port)]
+    with _serving(args, port, ready_path="/metrics", env=env) as client:
+        deadline = time.monotonic() + 60
+        while True:
+            scrape = Scrape.parse(client.get("/metrics").text)
+            if scrape.value("apicat_consumer_rows_written_total") >= events:
+                break
+            assert time.monotonic() < deadline, "the consumer did not write the events in 60 s"
+            await asyncio.sleep(0.1)
+    assert scrape.value("apicat_consumer_rows_written_total") == events
+    assert scrape.value("apicat_consumer_dead_lettered_total") == 0
+    assert scrape.value("apicat_consumer_batches_total") >= 1
+    assert scrape.value("apicat_consumer_held_events") == 0
+    assert "process_resident_memory_bytes" in scrape.families
