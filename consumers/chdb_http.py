@@ -12,7 +12,8 @@ Supported subset of https://clickhouse.com/docs/interfaces/http:
   by the body (joined by a newline, as ClickHouse does, so ``INSERT ... FORMAT Native`` in the
   parameter with binary data in the body works). Data inline in the body after
   ``FORMAT <name>`` is passed through unchanged to the engine, which accepts every format
-  ClickHouse does (clickhouse-connect sends ``Native``).
+  ClickHouse does (clickhouse-connect's ``insert`` sends ``Native``; the event stores send
+  ``JSONCompactEachRow``).
 * Parameters: ``database``, ``default_format`` (else ``TabSeparated``), ``query_id``,
   ``param_<name>`` (``{name:Type}`` query parameters); every other parameter is a ClickHouse
   setting for this query (``insert_deduplication_token``, ``date_time_input_format``, ...),

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, cast
 
-import orjson
-
 from consumers.store.errors import StoreError, store_error
 from consumers.store.sql import (
     DEDUP_VIEWS,
     IDENTIFIER,
+    ROWS_FORMAT,
+    ROWS_SETTINGS,
+    encode_rows,
     is_session_statement,
     offsets_query,
     parse_offsets,
@@ -235,26 +236,14 @@ class ChdbStore:
     ) -> None:
         if not rows:
             return
+        settings = {**ROWS_SETTINGS, "insert_deduplication_token": dedup_token, DEDUP_VIEWS: "1"}
         statement = (
             f"INSERT INTO {qualified_table(table)} "
             f"({', '.join(quote_identifier(c) for c in columns)}) "
-            f"SETTINGS insert_deduplication_token = {quote_literal(dedup_token)}, "
-            f"{DEDUP_VIEWS} = 1, date_time_input_format = 'best_effort' "
-            "FORMAT JSONCompactEachRow\n"
+            f"SETTINGS {', '.join(f'{k} = {quote_literal(v)}' for k, v in settings.items())} "
+            f"FORMAT {ROWS_FORMAT}\n"
         ).encode()
-        await asyncio.to_thread(self._insert, statement, rows)
-
-    def _insert(self, statement: bytes, rows: Sequence[Sequence[object]]) -> None:
-        # One orjson call for the whole batch is ~6x faster than one per row; its outer
-        # brackets are cut off because JSONCompactEachRow takes comma-separated rows.
-        try:
-            body = orjson.dumps(
-                rows if isinstance(rows, list | tuple) else list(rows),
-                option=orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z,
-            )[1:-1]
-        except TypeError as exc:
-            raise StoreError(f"cannot encode rows: {exc}", retriable=False) from None
-        self.execute(statement + body)
+        await asyncio.to_thread(lambda: self.execute(statement + encode_rows(rows)))
 
     async def query(self, sql: str, fmt: str = "JSONEachRow") -> bytes:
         return (await self.run(sql, fmt)).data

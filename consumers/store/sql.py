@@ -1,8 +1,12 @@
-"""SQL text for the stores: quoting, table names, the offsets query, session statements."""
+"""SQL text for the stores: quoting, table names, the offsets query, session statements, and
+the body of a rows insert."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+
+import orjson
 
 from consumers.store.errors import StoreError
 
@@ -58,3 +62,27 @@ def is_session_statement(sql: str | bytes) -> bool:
     head = sql[:4096].decode(errors="replace") if isinstance(sql, bytes) else sql[:4096]
     comments = _LEADING_COMMENTS.match(head)
     return bool(_SESSION_STATEMENT.match(head, comments.end() if comments else 0))
+
+
+# Rows travel as JSONCompactEachRow: orjson encodes a whole batch in one C call (~1 µs a row),
+# where building columns in Python for a binary format cost several. ts values are ISO 8601
+# with a Z, which ClickHouse reads with best_effort parsing.
+ROWS_FORMAT = "JSONCompactEachRow"
+ROWS_SETTINGS = {"date_time_input_format": "best_effort"}
+
+
+def encode_rows(rows: Sequence[Sequence[object]]) -> bytes:
+    """``rows`` as a JSONCompactEachRow body (comma-separated arrays, which it accepts).
+
+    Raises:
+        StoreError: a value JSON cannot carry (not retriable: the same rows fail again).
+    """
+    try:
+        # One call for the whole batch is ~6x faster than one per row; its outer brackets
+        # are cut off.
+        return orjson.dumps(
+            rows if isinstance(rows, list | tuple) else list(rows),
+            option=orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z,
+        )[1:-1]
+    except TypeError as exc:
+        raise StoreError(f"cannot encode rows: {exc}", retriable=False) from None

@@ -185,7 +185,7 @@ async def test_insert_with_another_token_is_stored_again(store: EventStore) -> N
 
 
 async def test_large_batch_is_stored_completely(store: EventStore) -> None:
-    # Binary (Native) bodies with arbitrary bytes once came through truncated; vary the values.
+    # One body of 5,000 rows, values varied, must arrive whole through either store.
     events = [attempt(source=f"s{i % 7}", latency_ms=i * 1.37) for i in range(5000)]
     await insert(store, *events, token="big")
 
@@ -357,6 +357,36 @@ async def test_chdb_http_speaks_clickhouse_http(chdb_store: ChdbStore) -> None:
     assert "read_rows" in orjson.loads(ok[1]["x-clickhouse-summary"])
     assert bad[0] == 500 and bad[1]["x-clickhouse-exception-code"] == "60"
     assert bad[2].startswith(b"Code: 60. DB::Exception: ") and b"(version " in bad[2]
+
+
+async def test_chdb_http_takes_clickhouse_connects_native_inserts(chdb_store: ChdbStore) -> None:
+    # Our stores send JSON rows, but other clients (clickhouse-connect's own insert, Grafana
+    # tools) send Native: binary bodies with arbitrary bytes, once cut short by the engine.
+    import clickhouse_connect
+
+    await migrate(chdb_store)
+    rows = [
+        [f"e{i}", f"s{i % 7}", i * 1.37, bytes(range(i % 256)).decode("latin-1")]
+        for i in range(3000)
+    ]
+    async with chdb_http(chdb_store) as url:
+
+        def insert_and_count() -> object:
+            client = clickhouse_connect.get_client(dsn=url, autogenerate_session_id=False)
+            try:
+                client.insert(
+                    "apicat.config_changes",
+                    [[row[0], NOW, row[1], "edit", "t", row[3], str(row[2])] for row in rows],
+                    column_names=["event_id", "ts", "actor", "action", "target", "before", "after"],
+                )
+                return client.query(
+                    "SELECT count(), uniqExact(before) FROM apicat.config_changes"
+                ).result_rows
+            finally:
+                client.close()
+
+        counted = await asyncio.to_thread(insert_and_count)
+    assert counted == [(3000, 256)]
 
 
 async def test_chdb_http_refuses_a_non_loopback_address(chdb_store: ChdbStore) -> None:
