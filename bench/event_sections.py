@@ -1,21 +1,19 @@
-"""Sections (d), (e), (f) of ``make bench``: the event pipeline's ingest rate, cost and lag.
+"""Sections (e), (f) of ``make bench`` and what they share with (d) (plan, server tracking).
 
-* (d) ``bench_ingest``: synthetic events pre-produced to Kafka, drained by ``EventConsumer``
-  worker processes into ``ChdbStore`` (d1) and into ``ClickHouseStore`` over a ``chdb_http``
-  endpoint in its own process (d2); plus store-only inserts of the same events.
 * (e) ``bench_events_cost``: cache-hit throughput of the gateway with its real embedded
-  pipeline vs the same launcher with ``NullEmitter`` (``bench/gateway_launcher.py``).
+  pipeline vs the same launcher with ``NullEmitter`` (``bench/gateway_launcher.py``), in
+  alternating on/off pairs; the result is the median pair ratio.
 * (f) ``bench_lag``: mixed traffic through a gateway with events on while the chDB endpoint
   is polled; per event, the time from its ``ts`` to the first poll that sees it.
 
-Results are dataclasses; ``render_*`` return Markdown lines for ``bench.run.render``.
+(d), the consumer ingest, lives in ``bench/ingest.py``. Results are dataclasses; ``render_*``
+return Markdown lines for ``bench.run.render``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import math
 import os
@@ -24,12 +22,11 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any
-
-from aiokafka.errors import KafkaError
 
 from bench.gateway_launcher import READY_PREFIX
 from bench.load import (
@@ -46,28 +43,14 @@ from bench.load import (
     run_wrk,
     wrk_path,
 )
-from bench.pipeline import (
-    LISTENING_PREFIX,
-    MIX,
-    PARTITIONS,
-    Produced,
-    delete_topics,
-    kafka_reachable,
-    parse_result,
-    produce,
-    synthetic_records,
-)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_KAFKA = "127.0.0.1:19092"
-SERVICES_ENV = REPO_ROOT / ".cache" / "services.env"
-KAFKA_ENV_VARS = ("APICAT_BENCH_KAFKA_BOOTSTRAP_SERVERS", "APICAT_TEST_KAFKA_BOOTSTRAP_SERVERS")
 
-TARGET_INGEST_ROWS_S = 50_000.0
 TARGET_EVENTS_RATIO = 0.9
 TARGET_LAG_P99_S = 5.0
 
-SEED = 20_260_101
+EVENT_REPEATS = 3
+"""Runs of each (d) consumer configuration and (e) on/off pairs; the median is the result."""
 MIX_SOURCE = "bench-mix"
 MIX_CATEGORIES = ("mix-a", "mix-b")
 LAG_CONNECTIONS = 64
@@ -78,7 +61,6 @@ LAG_TARGET_RATE = 1_000
 LAG_MISS_EVERY = 5
 LAG_POLL_S = 0.1
 LAG_DRAIN_S = 10.0
-KAFKA_WAIT_S = 10.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -88,6 +70,8 @@ class EventPlan:
 
     ingest_events: int
     ingest_batches: tuple[int, ...]
+    repeats: int
+    """Runs of each (d) consumer configuration, and (e) on/off pairs."""
     store_only_batch: int
     worker_limit_s: float
     warmup_s: int
@@ -98,6 +82,7 @@ class EventPlan:
 FULL_EVENTS = EventPlan(
     ingest_events=500_000,
     ingest_batches=(1_000, 10_000),
+    repeats=EVENT_REPEATS,
     store_only_batch=10_000,
     worker_limit_s=90.0,
     warmup_s=2,
@@ -107,6 +92,7 @@ FULL_EVENTS = EventPlan(
 QUICK_EVENTS = EventPlan(
     ingest_events=20_000,
     ingest_batches=(1_000, 10_000),
+    repeats=1,
     store_only_batch=10_000,
     worker_limit_s=60.0,
     warmup_s=1,
@@ -137,21 +123,6 @@ class Servers:
             self.running.remove(server)
 
 
-def kafka_bootstrap(explicit: str | None) -> tuple[str, str]:
-    """The broker to use and where that came from: flag, environment, services.env, default."""
-    if explicit:
-        return explicit, "--kafka"
-    for name in KAFKA_ENV_VARS:
-        if os.environ.get(name):
-            return os.environ[name], f"${name}"
-    with contextlib.suppress(OSError):
-        for line in SERVICES_ENV.read_text().splitlines():
-            name, _, value = line.removeprefix("export ").partition("=")
-            if name == "APICAT_TEST_KAFKA_BOOTSTRAP_SERVERS" and value.strip():
-                return value.strip(), ".cache/services.env"
-    return DEFAULT_KAFKA, "default"
-
-
 def _get(url: str, timeout_s: float = 10.0) -> tuple[int, Mapping[str, str], bytes]:
     with urllib.request.urlopen(url, timeout=timeout_s) as response:
         headers = {name.lower(): value for name, value in response.headers.items()}
@@ -172,292 +143,6 @@ def _events_check(gateway: str) -> dict[str, Any]:
     checks: dict[str, Any] = json.loads(body).get("checks", {})
     events: dict[str, Any] = checks.get("events", {})
     return events
-
-
-@dataclass(frozen=True)
-class WorkerOutput:
-    result: dict[str, Any]
-    stderr: str
-
-    @property
-    def broker_trouble(self) -> str | None:
-        """The first line where the worker's Kafka client lost the broker, if any."""
-        for line in self.stderr.splitlines():
-            if any(marker in line for marker in _BROKER_TROUBLE):
-                return line.strip()[:200]
-        return None
-
-
-_BROKER_TROUBLE = ("Unable connect", "KafkaConnectionError", "NodeNotReady", "Connection refused")
-
-
-def _worker(args: Sequence[str], env: Mapping[str, str], timeout_s: float) -> WorkerOutput:
-    """Run ``python -m bench.pipeline ARGS`` and return its result (killed if it overruns)."""
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "bench.pipeline", *args],
-            cwd=REPO_ROOT,
-            env=dict(env),
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"bench.pipeline {args[0]} overran {timeout_s:g}s") from exc
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"bench.pipeline {args[0]} exited {done.returncode}:\n{done.stderr[-3000:]}"
-        )
-    return WorkerOutput(parse_result(done.stdout), done.stderr)
-
-
-# --------------------------------------------------------------------------- (d) ingest
-
-
-@dataclass(frozen=True)
-class IngestRun:
-    """One ``EventConsumer`` draining every produced event into one fresh store."""
-
-    store: str
-    batch_rows: int
-    rows: int
-    expected: int
-    wall_s: float
-    join_s: float
-    drain_s: float
-    insert_s: float
-    inserts: int
-    batches: int
-    dead_lettered: int
-    cpu_s: float
-    timed_out: bool
-
-    @property
-    def rows_per_s(self) -> float:
-        return self.rows / self.drain_s if self.drain_s > 0 else math.nan
-
-    @property
-    def passed(self) -> bool:
-        return (
-            not self.timed_out
-            and self.rows == self.expected
-            and (self.rows_per_s >= TARGET_INGEST_ROWS_S)
-        )
-
-
-@dataclass(frozen=True)
-class StoreOnlyRun:
-    """The same events converted (``build_batch``) and inserted without Kafka."""
-
-    store: str
-    batch_rows: int
-    rows: int
-    expected: int
-    inserted_rows: int
-    convert_s: float
-    insert_s: float
-    inserts: int
-    cpu_s: float
-
-    @property
-    def insert_rows_per_s(self) -> float:
-        return self.inserted_rows / self.insert_s if self.insert_s > 0 else math.nan
-
-    @property
-    def convert_rows_per_s(self) -> float:
-        return self.inserted_rows / self.convert_s if self.convert_s > 0 else math.nan
-
-
-@dataclass
-class IngestResult:
-    bootstrap: str
-    bootstrap_from: str
-    skipped: str | None = None
-    produced: Produced | None = None
-    prefix: str = ""
-    consume: list[IngestRun] = field(default_factory=list)
-    store_only: list[StoreOnlyRun] = field(default_factory=list)
-    interrupted: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-CHDB = "ChdbStore (chDB in the worker)"
-HTTP = "ClickHouseStore → chdb_http (own process)"
-
-
-def _ingest_run(store: str, result: Mapping[str, Any]) -> IngestRun:
-    fields = IngestRun.__dataclass_fields__
-    return IngestRun(store=store, **{k: result[k] for k in fields if k != "store"})
-
-
-def _store_only_run(store: str, result: Mapping[str, Any]) -> StoreOnlyRun:
-    fields = StoreOnlyRun.__dataclass_fields__
-    return StoreOnlyRun(store=store, **{k: result[k] for k in fields if k != "store"})
-
-
-def bench_ingest(
-    plan: EventPlan,
-    runner: asyncio.Runner,
-    work: Path,
-    servers: Servers,
-    env: Mapping[str, str],
-    bootstrap: str,
-    bootstrap_from: str,
-    result: IngestResult,
-) -> None:
-    """(d) Fill ``result`` as runs finish, so a failure late on keeps the earlier figures.
-
-    Kafka not reachable (after a few tries over ``KAFKA_WAIT_S``): ``result.skipped``. Kafka
-    gone in the middle (a worker fails and the broker no longer answers):
-    ``result.interrupted``, the remaining consumer runs are left out, store-only runs still
-    happen. Any other failure raises.
-    """
-    reason = _wait_for_kafka(runner, bootstrap)
-    if reason is not None:
-        result.skipped = f"Kafka at {bootstrap} ({bootstrap_from}) is not reachable: {reason}"
-        print(f"  (d) skipped: {result.skipped}", flush=True)
-        return
-    base = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=10)
-    records = synthetic_records(plan.ingest_events, SEED, base)
-    work.mkdir(parents=True, exist_ok=True)
-    result.prefix = f"apicat-bench-{os.getpid()}-{uuid.uuid4().hex[:6]}.events."
-    common = [
-        "--prefix", result.prefix, "--expect", str(plan.ingest_events),
-        "--time-limit", str(plan.worker_limit_s),
-    ]  # fmt: skip
-    limit = plan.worker_limit_s + 60
-
-    def kafka_gone(during: str) -> bool:
-        reason = runner.run(kafka_reachable(bootstrap))
-        if reason is None:
-            return False
-        result.interrupted = (
-            f"Kafka at {bootstrap} stopped answering during {during} ({reason}); another job "
-            "on the machine may have stopped the broker. The runs shown finished before that."
-        )
-        print(f"  (d) interrupted: {result.interrupted}", flush=True)
-        return True
-
-    def consume(store: str, where: Callable[[int], list[str]], batch: int) -> None:
-        """One consumer run; once more (fresh store and group) if the broker went away."""
-        name = "d1" if store == CHDB else "d2"
-        for attempt in (1, 2):
-            if result.interrupted:
-                return
-            group = f"apicat-bench-{uuid.uuid4().hex[:10]}"
-            args = ["consume", *where(attempt), "--batch-rows", str(batch), *common,
-                    "--bootstrap", bootstrap, "--group", group]  # fmt: skip
-            during = f"the {name} consumer run with batch {batch:,}"
-            try:
-                output = _worker(args, env, limit)
-            except RuntimeError:
-                if kafka_gone(during):
-                    return
-                raise
-            run = _ingest_run(store, output.result)
-            trouble = output.broker_trouble
-            if not run.timed_out and trouble is None:
-                break
-            if kafka_gone(during):
-                return
-            why = trouble or f"it stalled at {run.rows:,} of {run.expected:,} rows"
-            if attempt == 1:
-                result.notes.append(
-                    f"({name}) batch {batch:,}, first attempt: the consumer lost the broker "
-                    f"({why}); another "
-                    "job on the machine probably restarted it. Run again with a new group "
-                    "and store; the figures shown are the second attempt's."
-                )
-                print(f"  ({name}) broker trouble, repeating: {why}", flush=True)
-            else:
-                result.notes.append(
-                    f"({name}) batch {batch:,}, second attempt: broker trouble again ({why})."
-                )
-        result.consume.append(run)
-        _print_run(name, run)
-
-    def store_only(store: str, where: list[str]) -> None:
-        args = ["store-only", *where, "--seed", str(SEED), "--base", base.isoformat(),
-                "--batch-rows", str(plan.store_only_batch), *common]  # fmt: skip
-        only = _store_only_run(store, _worker(args, env, limit).result)
-        result.store_only.append(only)
-        _print_store_only("d1" if store == CHDB else "d2", only)
-
-    try:
-        try:
-            result.produced = runner.run(produce(bootstrap, result.prefix, records))
-        except (KafkaError, OSError, TimeoutError):
-            if not kafka_gone("producing"):
-                raise
-        del records
-        if result.produced is not None:
-            print(
-                f"  (d) produced {result.produced.records:,} events to {result.prefix}* in "
-                f"{result.produced.seconds:.1f} s",
-                flush=True,
-            )
-        for batch in plan.ingest_batches:
-
-            def chdb(attempt: int, batch: int = batch) -> list[str]:
-                return ["--path", str(work / f"chdb-consume-{batch}-{attempt}")]
-
-            consume(CHDB, chdb, batch)
-        store_only(CHDB, ["--path", str(work / "chdb-store-only")])
-        for batch in plan.ingest_batches:
-            if result.interrupted:
-                break
-            with contextlib.ExitStack() as endpoints:
-                # Each attempt gets its own endpoint and store (a retry must start empty).
-                def http(attempt: int, batch: int = batch) -> list[str]:
-                    path = work / f"http-consume-{batch}-{attempt}"
-                    return ["--url", endpoints.enter_context(_chdb_http(servers, path, env))]
-
-                consume(HTTP, http, batch)
-        with _chdb_http(servers, work / "http-store-only", env) as url:
-            store_only(HTTP, ["--url", url])
-    finally:
-        runner.run(delete_topics(bootstrap, result.prefix))
-
-
-def _wait_for_kafka(runner: asyncio.Runner, bootstrap: str) -> str | None:
-    """``None`` once Kafka answers; why not after ``KAFKA_WAIT_S`` (bounded tries)."""
-    deadline = time.monotonic() + KAFKA_WAIT_S
-    reason: str | None = None
-    for _ in range(10):
-        reason = runner.run(kafka_reachable(bootstrap))
-        if reason is None or time.monotonic() > deadline:
-            break
-        time.sleep(2.0)
-    return reason
-
-
-@contextlib.contextmanager
-def _chdb_http(servers: Servers, path: Path, env: Mapping[str, str]) -> Iterator[str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    server = ServerProcess(
-        f"chdb-http-{path.name}",
-        [sys.executable, "-m", "bench.pipeline", "chdb-http", "--path", str(path)],
-        cwd=REPO_ROOT, env=env, log_dir=path.parent, stdout_pipe=True,
-    )  # fmt: skip
-    with servers.started(server):
-        yield server.wait_for_line(LISTENING_PREFIX, timeout_s=60)
-
-
-def _print_run(name: str, run: IngestRun) -> None:
-    print(
-        f"  ({name}) consumer, batch {run.batch_rows:,}: {run.rows:,}/{run.expected:,} rows, "
-        f"{run.rows_per_s:,.0f} rows/s (drain {run.drain_s:.1f} s, inserts {run.insert_s:.1f} s)",
-        flush=True,
-    )
-
-
-def _print_store_only(name: str, run: StoreOnlyRun) -> None:
-    print(
-        f"  ({name}) store-only, batch {run.batch_rows:,}: insert "
-        f"{run.insert_rows_per_s:,.0f} rows/s, convert {run.convert_rows_per_s:,.0f} rows/s",
-        flush=True,
-    )
 
 
 # --------------------------------------------------------------------------- (e) + (f) gateways
@@ -554,24 +239,69 @@ def launched_gateway(
         yield Launched(url, None if query == "None" else query, command, server.process.pid)
 
 
+@dataclass(frozen=True)
+class CostRun:
+    """One measured wrk run of (e) against the events-on or the events-off gateway."""
+
+    events: str
+    """``on`` or ``off``."""
+    load: Throughput
+    gateway_cpu_s: float
+    """CPU the gateway process and its store process used during the run."""
+    others_cores: float
+
+    @property
+    def cpu_per_request_us(self) -> float:
+        return self.gateway_cpu_s / max(self.load.requests, 1) * 1e6
+
+    @property
+    def clean(self) -> bool:
+        return self.load.non_2xx == 0 and self.load.socket_errors == 0
+
+
+@dataclass(frozen=True)
+class CostPair:
+    """An events-on run and the events-off run right after it."""
+
+    on: CostRun
+    off: CostRun
+
+    @property
+    def ratio(self) -> float:
+        off = self.off.load.req_per_s
+        return self.on.load.req_per_s / off if off else math.nan
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self.on.cpu_per_request_us / self.off.cpu_per_request_us
+
+    @property
+    def cpu_added_us(self) -> float:
+        return self.on.cpu_per_request_us - self.off.cpu_per_request_us
+
+
 @dataclass
 class EventsCostResult:
-    on: Throughput
-    off: Throughput
-    others_cores: dict[str, float]
-    gateway_cpu_s: dict[str, float]
-    """CPU the gateway process and its store process used during each measured run."""
+    pairs: list[CostPair]
+    """In the order they ran."""
     events_on: dict[str, Any]
     stored_events: int
     command: list[str]
 
     @property
     def ratio(self) -> float:
-        return self.on.req_per_s / self.off.req_per_s if self.off.req_per_s else math.nan
+        """The median of the pairs' req/s ratios: the result of (e)."""
+        return median(pair.ratio for pair in self.pairs)
+
+    @property
+    def median_pair(self) -> CostPair:
+        """The pair whose ratio is the median (the lower middle one for an even count)."""
+        ordered = sorted(self.pairs, key=lambda pair: pair.ratio)
+        return ordered[(len(ordered) - 1) // 2]
 
     @property
     def passed(self) -> bool:
-        clean = all(run.non_2xx == 0 and run.socket_errors == 0 for run in (self.on, self.off))
+        clean = all(run.clean for pair in self.pairs for run in (pair.on, pair.off))
         return clean and self.ratio >= TARGET_EVENTS_RATIO
 
 
@@ -585,7 +315,7 @@ def bench_events_cost(
     hit_path: str,
     use_wrk: bool,
 ) -> EventsCostResult:
-    """(e) The same launcher twice, events on and off; warm one key, wrk each in turn."""
+    """(e) The same launcher twice, events on and off; ``plan.repeats`` pairs, on then off."""
     with (
         launched_gateway(servers, work, config_path, "on", env, "events-on") as on,
         launched_gateway(servers, work, config_path, "off", env, "events-off") as off,
@@ -596,38 +326,61 @@ def bench_events_cost(
             if headers.get("x-cache") != "HIT":
                 raise RuntimeError(f"{gateway.url}{hit_path} is not a cache hit after warming")
 
-        def measure(url: str, seconds: int) -> Throughput:
-            if use_wrk:
-                return run_wrk(url, threads=1, connections=32, duration_s=seconds)
-            return runner.run(closed_loop(url, connections=32, duration_s=seconds))
+        def measure(events: str, gateway: Launched, pair: int) -> CostRun:
+            run = _cost_run(events, gateway, gateway.url + hit_path, plan, runner, servers, use_wrk)
+            _print_cost_run(pair, run)
+            return run
 
-        runs: dict[str, Throughput] = {}
-        others: dict[str, float] = {}
-        gateway_cpu: dict[str, float] = {}
-        for name, gateway in (("on", on), ("off", off)):
-            measure(gateway.url + hit_path, plan.warmup_s)  # discarded
-            before = cpu_snapshot(servers.pgids())
-            own_before = gateway.cpu_s()
-            runs[name] = measure(gateway.url + hit_path, plan.throughput_s)
-            gateway_cpu[name] = gateway.cpu_s() - own_before
-            others[name] = cpu_share(before, cpu_snapshot(servers.pgids())).others_cores
-            print(
-                f"  (e) events {name}: {runs[name].req_per_s:,.0f} req/s, "
-                f"p50 {runs[name].p50_ms:.2f} ms, p99 {runs[name].p99_ms:.2f} ms, gateway CPU "
-                f"{gateway_cpu[name] / max(runs[name].requests, 1) * 1e6:.0f} µs/request",
-                flush=True,
-            )
+        pairs = [
+            CostPair(measure("on", on, pair), measure("off", off, pair))
+            for pair in range(1, plan.repeats + 1)
+        ]
         time.sleep(2.5)  # over two linger periods (1 s embedded): the last batch is stored
-        events_on = _events_check(on.url)
-        stored = 0
-        if on.query_url:
-            counts = " UNION ALL ".join(
-                f"SELECT count() AS n FROM apicat.{table} FINAL" for table in _LAG_TABLES
-            )
-            stored = int(_sql(on.query_url, f"SELECT sum(n) FROM ({counts})").strip())
-        return EventsCostResult(
-            runs["on"], runs["off"], others, gateway_cpu, events_on, stored, on.command
-        )
+        return EventsCostResult(pairs, _events_check(on.url), _stored_events(on), on.command)
+
+
+def _cost_run(
+    events: str,
+    gateway: Launched,
+    url: str,
+    plan: EventPlan,
+    runner: asyncio.Runner,
+    servers: Servers,
+    use_wrk: bool,
+) -> CostRun:
+    """A discarded warm-up, then the measured run with the CPU it cost."""
+
+    def load(seconds: int) -> Throughput:
+        if use_wrk:
+            return run_wrk(url, threads=1, connections=32, duration_s=seconds)
+        return runner.run(closed_loop(url, connections=32, duration_s=seconds))
+
+    load(plan.warmup_s)  # discarded
+    before = cpu_snapshot(servers.pgids())
+    own_before = gateway.cpu_s()
+    measured = load(plan.throughput_s)
+    gateway_cpu_s = gateway.cpu_s() - own_before
+    others = cpu_share(before, cpu_snapshot(servers.pgids())).others_cores
+    return CostRun(events, measured, gateway_cpu_s, others)
+
+
+def _print_cost_run(pair: int, run: CostRun) -> None:
+    print(
+        f"  (e) pair {pair}, events {run.events}: {run.load.req_per_s:,.0f} req/s, "
+        f"p50 {run.load.p50_ms:.2f} ms, p99 {run.load.p99_ms:.2f} ms, gateway CPU "
+        f"{run.cpu_per_request_us:.0f} µs/request",
+        flush=True,
+    )
+
+
+def _stored_events(gateway: Launched) -> int:
+    """Events in the gateway's embedded store (FINAL); 0 without one."""
+    if not gateway.query_url:
+        return 0
+    counts = " UNION ALL ".join(
+        f"SELECT count() AS n FROM apicat.{table} FINAL" for table in _LAG_TABLES
+    )
+    return int(_sql(gateway.query_url, f"SELECT sum(n) FROM ({counts})").strip())
 
 
 # --------------------------------------------------------------------------- (f) lag
@@ -888,36 +641,16 @@ def _verdict(passed: bool) -> str:
     return "**PASS**" if passed else "**MISS**"
 
 
-def result_rows(
-    ingest: IngestResult | None,
-    cost: EventsCostResult | None,
-    lag: LagResult | None,
-) -> list[str]:
-    """Rows of the Results table for (d), (e), (f)."""
+def result_rows(cost: EventsCostResult | None, lag: LagResult | None) -> list[str]:
+    """Rows of the Results table for (e), (f)."""
     rows: list[str] = []
-    target = f"≥ {TARGET_INGEST_ROWS_S:,.0f} events/s"
-    if ingest is not None and ingest.skipped:
-        rows.append(f"| d | consumer ingest (Kafka → store) | {target} | skipped: Kafka not "
-                    "reachable | **SKIPPED** |")  # fmt: skip
-    elif ingest is not None and ingest.consume:
-        for run in ingest.consume:
-            name = "d1" if run.store == CHDB else "d2"
-            into = "chDB" if run.store == CHDB else "clickhouse-connect → chdb_http"
-            rows.append(
-                f"| {name} | consumer ingest, Kafka → {into}, batch {run.batch_rows:,} "
-                f"(end to end) | {target} | {run.rows_per_s:,.0f} events/s "
-                f"({run.rows:,}/{run.expected:,} rows) | {_verdict(run.passed)} |"
-            )
-    else:
-        rows.append(f"| d | consumer ingest | {target} | not measured | **ERROR** |")
-    if ingest is not None and ingest.interrupted:
-        rows.append(f"| d | remaining consumer runs | {target} | not run: Kafka went away "
-                    "mid-run | **SKIPPED** |")  # fmt: skip
     if cost is not None:
+        pair = cost.median_pair
         rows.append(
-            f"| e | cache-hit throughput, events on / off | ≥ {TARGET_EVENTS_RATIO:.2f}x | "
-            f"{cost.ratio:.2f}x ({cost.on.req_per_s:,.0f} vs {cost.off.req_per_s:,.0f} req/s) "
-            f"| {_verdict(cost.passed)} |"
+            f"| e | cache-hit throughput, events on / off (median of {len(cost.pairs)} pairs) "
+            f"| ≥ {TARGET_EVENTS_RATIO:.2f}x | {cost.ratio:.2f}x ({pair.on.load.req_per_s:,.0f}"
+            f" vs {pair.off.load.req_per_s:,.0f} req/s; pairs: {_ratios(cost)}) | "
+            f"{_verdict(cost.passed)} |"
         )
     else:
         rows.append(
@@ -938,109 +671,31 @@ def result_rows(
     return rows
 
 
-def _ingest_cpu_budget(runs: Sequence[IngestRun]) -> str:
-    """What the best run's CPU per event means for the target on this machine."""
-    best = max(runs, key=lambda run: run.rows_per_s if run.rows else 0.0)
-    per_event_us = best.cpu_s / best.rows * 1e6 if best.rows else math.nan
-    cores = per_event_us * TARGET_INGEST_ROWS_S / 1e6
-    return (
-        f"CPU budget: the best run's worker (Kafka fetch and decompression, validation and "
-        f"conversion, chDB's insert threads) used {per_event_us:.0f} µs of CPU per event, so "
-        f"{TARGET_INGEST_ROWS_S:,.0f} events/s would keep {cores:.2f} cores busy for the worker "
-        f"alone, before the broker's own share, on a machine with {os.cpu_count()}. The "
-        "events/s above are therefore bounded by the CPU of this machine as much as by the "
-        "code; see docs/ARCHITECTURE.md for where that time goes."
-    )
-
-
-def render_ingest(ingest: IngestResult, plan: EventPlan) -> list[str]:
-    lines = ["### (d) Consumer ingest", ""]
-    add = lines.append
-    if ingest.skipped:
-        add(f"> **Skipped**: {ingest.skipped}. Start it with `scripts/services.sh start` (or "
-            "point `--kafka` / `$APICAT_TEST_KAFKA_BOOTSTRAP_SERVERS` at a broker) and run "
-            "again.")  # fmt: skip
-        add("")
-        return lines
-    produced = ingest.produced
-    if produced is not None:
-        mix = ", ".join(f"{t} {n:,}" for t, n in sorted(produced.per_topic.items()))
-        add(
-            f"{produced.records:,} synthetic events ({mix}; "
-            f"{produced.payload_bytes / produced.records:,.0f} B of JSON each on average) were "
-            f"produced to `{ingest.prefix}<type>` ({PARTITIONS} partitions per topic, keyed "
-            f"like the gateway, lz4, acks=all) on Kafka at `{ingest.bootstrap}` before any "
-            f"timing ({produced.seconds:.1f} s, not counted). Every run below reads them all "
-            "as a new consumer group into a store in a fresh directory."
-        )
-        add("")
-    if ingest.consume:
-        add(
-            "| store | batch rows | rows stored (FINAL) | **events/s end to end** | drain | "
-            "inserts (count, time) | deliveries | group join | worker CPU |"
-        )
-        add("|---|---|---|---|---|---|---|---|---|")
-        for run in ingest.consume:
-            add(
-                f"| {run.store} | {run.batch_rows:,} | {run.rows:,} / {run.expected:,} | "
-                f"**{run.rows_per_s:,.0f}** | {run.drain_s:.2f} s | {run.inserts} in "
-                f"{run.insert_s:.2f} s | {run.batches} | {run.join_s:.2f} s | "
-                f"{run.cpu_s:.1f} CPU-s |"
-            )
-        add("")
-        add(_ingest_cpu_budget(ingest.consume))
-        add("")
-    if ingest.interrupted:
-        add(f"> **Interrupted**: {ingest.interrupted}")
-        add("")
-    for note in ingest.notes:
-        add(f"> {note}")
-        add("")
-    if ingest.store_only:
-        add("Store only, the same events without Kafka (converted, then inserted, "
-            f"{plan.store_only_batch:,} events per batch, one insert per table):")  # fmt: skip
-        add("")
-        add("| store | rows stored (FINAL) | **insert rows/s** | insert time | "
-            "convert (`build_batch`) rows/s | worker CPU |")  # fmt: skip
-        add("|---|---|---|---|---|---|")
-        for only in ingest.store_only:
-            add(
-                f"| {only.store} | {only.rows:,} / {only.expected:,} | "
-                f"**{only.insert_rows_per_s:,.0f}** | {only.insert_s:.2f} s ({only.inserts} "
-                f"inserts) | {only.convert_rows_per_s:,.0f} | {only.cpu_s:.1f} CPU-s |"
-            )
-        add("")
-    return lines
+def _ratios(cost: EventsCostResult) -> str:
+    return ", ".join(f"{pair.ratio:.2f}x" for pair in cost.pairs)
 
 
 def render_events_cost(cost: EventsCostResult, plan: EventPlan, hit_path: str) -> list[str]:
     lines = ["### (e) Cache-hit throughput, events on vs off", ""]
     add = lines.append
     add(
-        f"`wrk -t1 -c32 -d{plan.throughput_s}s --latency` on `{hit_path}` (warm key), after a "
-        f"discarded {plan.warmup_s} s warm-up, against two gateways run by "
+        f"`wrk -t1 -c32 -d{plan.throughput_s}s --latency` on `{hit_path}` (warm key), each run "
+        f"after its own discarded {plan.warmup_s} s warm-up, against two gateways run by "
         "`bench/gateway_launcher.py` with the same config and settings: **on** builds the "
         "emitter with `start_pipeline` as `apicat serve` does (embedded: a store process it "
         "supervises, with chDB in the data dir and its ClickHouse HTTP endpoint), **off** passes "
         "`gateway.events.NullEmitter()`. (a)'s gateway, `apicat serve`, runs with events on "
-        "like the **on** row."
+        f"like the **on** rows. {len(cost.pairs)} pair(s), in the order they ran (on, off, on, "
+        "off, ...); each pair gives one req/s ratio."
     )
     add("")
+    lines += _cost_table(cost)
+    pair = cost.median_pair
     add(
-        "| events | requests | req/s | p50 | p99 | non-2xx | socket errors | gateway CPU per "
-        "request | gateway CPU | others' CPU |"
+        f"req/s on / off per pair: {_ratios(cost)}; median **{cost.ratio:.2f}x** (pair "
+        f"{cost.pairs.index(pair) + 1}: {pair.on.load.req_per_s:,.0f} vs "
+        f"{pair.off.load.req_per_s:,.0f} req/s)."
     )
-    add("|---|---|---|---|---|---|---|---|---|---|")
-    per_request: dict[str, float] = {}
-    for name, run in (("on", cost.on), ("off", cost.off)):
-        cpu_s = cost.gateway_cpu_s.get(name, math.nan)
-        per_request[name] = cpu_s / max(run.requests, 1) * 1e6
-        add(
-            f"| {name} | {run.requests:,} | {run.req_per_s:,.0f} | {run.p50_ms:.2f} ms | "
-            f"{run.p99_ms:.2f} ms | {run.non_2xx} | {run.socket_errors} | "
-            f"{per_request[name]:,.0f} µs | {cpu_s / run.duration_s:.2f} cores | "
-            f"{cost.others_cores.get(name, math.nan):.2f} cores |"
-        )
     add("")
     events = cost.events_on
     add(
@@ -1050,19 +705,41 @@ def render_events_cost(cost: EventsCostResult, plan: EventPlan, hit_path: str) -
         f"{events.get('emitted_total', 0):,}, sent to the store "
         f"{events.get('sent_total', 0):,}, journaled {events.get('spilled_total', '?')}, "
         f"dropped {events.get('dropped_total', '?')}; its store holds "
-        f"{cost.stored_events:,} events (FINAL; the warm-up's `request`s and its one "
+        f"{cost.stored_events:,} events (FINAL; the warm-ups' `request`s and its one "
         "`upstream_attempt` included)."
     )
     add("")
+    cpu_ratio = median(p.cpu_ratio for p in cost.pairs)
+    cpu_added = median(p.cpu_added_us for p in cost.pairs)
     add(
-        f"Gateway CPU per request, on / off: **{per_request['on'] / per_request['off']:.2f}x** "
-        f"(+{per_request['on'] - per_request['off']:,.0f} µs a request). The events-on "
+        f"Gateway CPU per request, on / off (median over the pairs): **{cpu_ratio:.2f}x** "
+        f"(+{cpu_added:,.0f} µs a request; pairs: "
+        f"{', '.join(f'{p.cpu_ratio:.2f}x' for p in cost.pairs)}). The events-on "
         "gateway's extra work runs mostly in its store process, so req/s stays close to the "
         "events-off figure only while the machine has CPU to spare for them (gateway CPU "
         "column); when other jobs take it, the req/s ratio drops."
     )
     add("")
     return lines
+
+
+def _cost_table(cost: EventsCostResult) -> list[str]:
+    lines = [
+        "| pair | events | requests | req/s | p50 | p99 | non-2xx | socket errors | gateway CPU "
+        "per request | gateway CPU | others' CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for number, pair in enumerate(cost.pairs, start=1):
+        for run in (pair.on, pair.off):
+            load = run.load
+            lines.append(
+                f"| {number} | {run.events} | {load.requests:,} | {load.req_per_s:,.0f} | "
+                f"{load.p50_ms:.2f} ms | {load.p99_ms:.2f} ms | {load.non_2xx} | "
+                f"{load.socket_errors} | {run.cpu_per_request_us:,.0f} µs | "
+                f"{run.gateway_cpu_s / load.duration_s:.2f} cores | "
+                f"{run.others_cores:.2f} cores |"
+            )
+    return [*lines, ""]
 
 
 def render_lag(lag: LagResult) -> list[str]:
@@ -1115,36 +792,14 @@ def render_lag(lag: LagResult) -> list[str]:
 
 
 def method_notes(plan: EventPlan) -> list[str]:
-    share = ", ".join(f"{t} {p:.0%}" for t, p in MIX.items())
+    """Method bullets for (e) and (f)."""
     return [
-        f"- (d) Events: {share} by count, made from 2,000 event-model instances (varied "
-        "categories, sources, endpoints, outcomes, cache statuses, 1-3 failed rules) with a "
-        "new event_id/ts/request_id/trace_id each, encoded by the models' own serializer. "
-        "Each consumer run is `python -m bench.pipeline consume` (its own process: one chDB "
-        "engine per process) running `consumers.kafka_consumer.EventConsumer` with "
-        "`batch_rows` as shown and `batch_s` 1 s; its store is wrapped to time `insert` and to "
-        "note the first `max_offsets` call (made by the rebalance listener on assignment). "
-        "**events/s end to end** = rows / drain, drain = from partition assignment to the "
-        "moment a `count() ... FINAL` over the three tables returns every event (Kafka fetch, "
-        "lz4 decompression, validation of the JSON bytes, insert and offset commit of every "
-        "batch, and the last partial batch's wait of up to `batch_s` for more events; the "
-        "consumer polls and converts the next batches while one is inserted, and what it "
-        "converted meanwhile goes into the next insert, so deliveries (insert + commit rounds) "
-        "can be fewer than `rows / batch_rows`; the "
-        "FINAL count is issued once the consumer's own counter reached the total, so it does "
-        "not compete with the inserts). Group join is shown apart. d2's store is "
-        "`ClickHouseStore(url, compress=False)` (as `gateway.pipeline.open_store` uses the "
-        "embedded endpoint) against `python -m bench.pipeline chdb-http`, a `ChdbStore` served "
-        "by `consumers.chdb_http.serve_chdb_http` in its own process, so the HTTP server and "
-        "chDB do not share the consumer's interpreter. Store-only runs convert with "
-        "`build_batch` and insert with the store's `insert`, timed apart. Topics are deleted "
-        "afterwards. The broker is not one of the benchmark's processes: its CPU counts as "
-        '"others" in the CPU table. A consumer run whose Kafka client lost the broker (its '
-        "stderr says so, or it stalled 20 s) is repeated once with a new group and store, "
-        "and a note says so.",
         f"- (e) Both gateways run side by side (the idle one costs nothing measurable); each "
-        f"is warmed on its key, then wrk runs {plan.warmup_s} s (discarded) and "
-        f"{plan.throughput_s} s on one, then the other. Same server settings as `apicat "
+        f"is warmed on its key, then {plan.repeats} pair(s) of runs: wrk {plan.warmup_s} s "
+        f"(discarded) and {plan.throughput_s} s on the events-on gateway, then the same on "
+        "the events-off one, and again. Alternating spreads slow stretches of the machine "
+        "over both sides; the result is the median of the per-pair ratios, and the CPU per "
+        "request line the median of the per-pair figures. Same server settings as `apicat "
         "serve` (`gateway.server.serve_app`: uvicorn, httptools, uvloop). With events on, each "
         "request builds a `request` event, the emitter batches it (5,000 events or 1 s, "
         "whichever comes first) and posts the batch to the store process, which converts and "
