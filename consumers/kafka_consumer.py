@@ -169,9 +169,10 @@ class EventConsumer:
         floors = _StoredFloors(self._store, self._prefix)
         consumer.subscribe(pattern=topic_pattern(self._prefix), listener=floors)
         # One batch is delivered (inserted, dead-lettered, then committed) in a task while the
-        # next ones are polled and converted; what is converted while the store is busy joins
-        # one pending batch (up to max_insert_rows), which is delivered once that task is done,
-        # so deliveries and commits stay in order and a slow store gets fewer, larger inserts.
+        # next ones are polled and converted; what is converted while the store is busy waits
+        # in ``pending`` (up to max_insert_rows) and is merged into one batch, delivered once
+        # that task is done, so deliveries and commits stay in order and a slow store gets
+        # fewer, larger inserts.
         delivering: asyncio.Task[None] | None = None
         pending: list[Batch] = []
         pending_rows = 0
