@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -55,7 +55,7 @@ class Recorder:
 
 
 def make_prober(
-    targets: Sequence[ProbeTarget],
+    targets: Sequence[ProbeTarget] | Callable[[], Sequence[ProbeTarget]],
     fetcher: AiohttpUpstreamClient,
     store: MemoryStatusStore | None = None,
     *,
@@ -65,7 +65,7 @@ def make_prober(
     store = store or MemoryStatusStore()
     emitter = MemoryEmitter()
     prober = Prober(
-        lambda: targets,
+        targets if callable(targets) else lambda: targets,
         fetcher,
         store,
         emitter,
@@ -287,11 +287,7 @@ async def test_new_targets_are_picked_up_without_a_restart(
     current = short_interval(home_targets(upstreams, Source("alpha", 1)), interval_s)
     added = short_interval(home_targets(upstreams, Source("beta", 1)), interval_s)
     recorder = Recorder()
-    store, emitter = MemoryStatusStore(), MemoryEmitter()
-    prober = Prober(
-        lambda: current, fetcher, store, emitter, holder="p", instance="p", down_after=2,
-        on_status=recorder, max_jitter_s=0.0,
-    )  # fmt: skip
+    prober, store, _ = make_prober(lambda: current, fetcher, on_status=recorder)
     stop = asyncio.Event()
     task = asyncio.create_task(prober.run(stop))
     try:
@@ -310,17 +306,13 @@ async def test_removed_upstreams_are_forgotten_by_the_status_store(
     interval_s = 0.3
     kept = short_interval(home_targets(upstreams, Source("alpha", 1)), interval_s)
     removed = short_interval(home_targets(upstreams, Source("beta", 1)), interval_s)
-    store, emitter = MemoryStatusStore(), MemoryEmitter()
     # A status left by an earlier config, before this prober started.
-    leftover = await Prober(
-        lambda: [], fetcher, store, emitter, holder="old", instance="old", down_after=2
-    ).probe(short_interval(home_targets(upstreams, Source("gamma", 1)), interval_s)[0])
+    gone = short_interval(home_targets(upstreams, Source("gamma", 1)), interval_s)
+    earlier, store, _ = make_prober(gone, fetcher, holder="earlier")
+    leftover = await earlier.probe(gone[0])
     current = kept + removed
     recorder = Recorder()
-    prober = Prober(
-        lambda: current, fetcher, store, emitter, holder="p", instance="p", down_after=2,
-        on_status=recorder, max_jitter_s=0.0,
-    )  # fmt: skip
+    prober, _, _ = make_prober(lambda: current, fetcher, store, on_status=recorder)
     stop = asyncio.Event()
     task = asyncio.create_task(prober.run(stop))
     try:
