@@ -56,6 +56,8 @@ READY_PREFIX = "apicat store listening on "
 FAILED_PREFIX = "apicat store failed: "
 HOST = "127.0.0.1"
 SIGNAL_GRACE_S = 5.0
+STORE_NICENESS = 10
+"""Added to the supervisor's niceness: background work yields the CPU to serving (``main``)."""
 
 log = logging.getLogger("apicat.store_server")
 
@@ -194,9 +196,6 @@ async def run_store_server(data_dir: Path, port: int) -> int:
     finally:
         await store.aclose()
     return 0
-
-
-STORE_NICENESS = 10
 
 
 def main(argv: list[str] | None = None) -> int:
